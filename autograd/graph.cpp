@@ -1,0 +1,190 @@
+// Recording the graph as ops run, and the reverse-mode engine that walks it.
+#include "autograd/graph.h"
+
+#include <fmt/format.h>
+
+#include <stdexcept>
+#include <unordered_set>
+#include <utility>
+
+#include "autograd/detail/dispatch.h"
+
+namespace ag {
+
+namespace {
+thread_local bool grad_enabled = true;
+}  // namespace
+
+bool is_grad_enabled() {
+  return grad_enabled;
+}
+
+NoGradGuard::NoGradGuard() : previous_(grad_enabled) {
+  grad_enabled = false;
+}
+NoGradGuard::~NoGradGuard() {
+  grad_enabled = previous_;
+}
+
+Node::~Node() {
+  // Take apart, one at a time, every node that only this chain keeps alive; each is then
+  // destroyed with no edges left, so no destructor recurses.
+  std::vector<std::shared_ptr<Node>> pending;
+  auto harvest = [&pending](Node& n) {
+    n.backward = nullptr;
+    n.forward = nullptr;
+    n.inputs.clear();
+    for (Edge& e : n.next)
+      if (e.node && e.node.use_count() == 1) pending.push_back(std::move(e.node));
+    n.next.clear();
+  };
+  harvest(*this);
+  while (!pending.empty()) {
+    std::shared_ptr<Node> n = std::move(pending.back());
+    pending.pop_back();
+    harvest(*n);
+  }
+}
+
+namespace detail {
+
+bool needs_grad(std::initializer_list<const Tensor*> inputs) {
+  if (!grad_enabled) return false;
+  for (const Tensor* t : inputs)
+    if (t->requires_grad()) return true;
+  return false;
+}
+
+void record(Tensor& output, const char* name, std::vector<Tensor> inputs, BackwardFn backward,
+            ForwardFn forward, std::source_location where) {
+  auto node = std::make_shared<Node>();
+  node->name = name;
+  node->next.reserve(inputs.size());
+  for (Tensor& input : inputs) {
+    const auto& impl = input.impl();
+    if (impl->grad_fn)
+      node->next.push_back({impl->grad_fn, nullptr});
+    else if (impl->requires_grad)
+      node->next.push_back({nullptr, impl});
+    else
+      node->next.push_back({});
+    input = input.detach();  // the node keeps values, never the graph behind them
+  }
+  node->inputs = std::move(inputs);
+  node->backward = std::move(backward);
+  node->forward = std::move(forward);
+  node->shape = output.shape();
+  node->dtype = output.dtype();
+  node->where = where;
+  output.impl()->grad_fn = std::move(node);
+}
+
+std::vector<Node*> topological_order(Node* root) {
+  // Iterative depth-first search; a node is emitted after everything that feeds it, so the
+  // reversed list visits every consumer of a node's output before the node itself.
+  std::vector<Node*> post_order;
+  std::unordered_set<Node*> seen{root};
+  std::vector<std::pair<Node*, std::size_t>> stack{{root, 0}};
+  while (!stack.empty()) {
+    auto& [node, next_edge] = stack.back();
+    if (next_edge < node->next.size()) {
+      Node* child = node->next[next_edge++].node.get();
+      if (child && seen.insert(child).second) stack.emplace_back(child, 0);
+    } else {
+      post_order.push_back(node);
+      stack.pop_back();
+    }
+  }
+  return {post_order.rbegin(), post_order.rend()};
+}
+
+namespace {
+
+// Adds `g` to the gradient slot `slot`. The first gradient is stored as it is (it may be shared
+// with another slot, e.g. add's backward returns its input twice), so later sums make a new
+// tensor instead of writing into it.
+void accumulate_into_node(Tensor& slot, Tensor g) {
+  if (!slot.defined()) {
+    slot = std::move(g);
+  } else {
+    Tensor sum = slot.clone();
+    sum.add_(g);
+    slot = std::move(sum);
+  }
+}
+
+// A leaf's grad() is its own storage, so it can be summed into in place across backward() calls.
+void accumulate_into_leaf(TensorImpl& leaf, const Tensor& g) {
+  if (!leaf.grad.defined())
+    leaf.grad = g.clone();
+  else
+    leaf.grad.add_(g);
+}
+
+void check_gradient(const Node& node, std::size_t i, const Tensor& g) {
+  const Tensor& input = node.inputs[i];
+  if (g.shape() != input.shape() || g.dtype() != input.dtype())
+    fail("backward of '{}' (created at {}:{}): gradient {} is {} {}, but input {} is {} {}",
+         node.name, node.where.file_name(), node.where.line(), i, dtype_name(g.dtype()),
+         shape_str(g.shape()), i, dtype_name(input.dtype()), shape_str(input.shape()));
+}
+
+}  // namespace
+
+void run_backward(const Tensor& root, BackwardOptions options) {
+  if (!root.defined()) throw std::invalid_argument("backward: the tensor is undefined");
+  if (root.numel() != 1)
+    fail(
+        "backward: only a scalar output can start backward(), got shape {} ({} elements); "
+        "reduce it first, e.g. with ag::sum",
+        shape_str(root.shape()), root.numel());
+  if (!root.requires_grad())
+    fail(
+        "backward: the tensor does not require grad (no input was marked with "
+        "requires_grad_(), or it was computed under NoGradGuard)");
+
+  const Tensor seed = full(root.shape(), 1.0, root.dtype());
+  const auto& impl = root.impl();
+  if (!impl->grad_fn) {  // a leaf: d(root)/d(root) = 1
+    accumulate_into_leaf(*impl, seed);
+    return;
+  }
+
+  const std::vector<Node*> order = topological_order(impl->grad_fn.get());
+  for (Node* node : order)
+    if (node->released())
+      throw std::runtime_error(fmt::format(
+          "backward: the graph through '{}' (created at {}:{}) was already released by an "
+          "earlier backward(); pass {{.retain_graph = true}} to the first backward() to run "
+          "backward through it twice",
+          node->name, node->where.file_name(), node->where.line()));
+
+  NoGradGuard no_grad;  // gradients are plain values, not part of any graph
+  order.front()->grad = seed;
+  for (Node* node : order) {
+    Tensor grad_output = std::move(node->grad);
+    node->grad = Tensor();
+    if (!grad_output.defined()) continue;  // nothing flowed here (inputs needed no grad)
+    std::vector<Tensor> grads = node->backward(grad_output);
+    if (grads.size() != node->next.size())
+      fail("backward of '{}': returned {} gradients for {} inputs", node->name, grads.size(),
+           node->next.size());
+    for (std::size_t i = 0; i < grads.size(); ++i) {
+      const Edge& edge = node->next[i];
+      if (!grads[i].defined() || !edge.needs_grad()) continue;
+      check_gradient(*node, i, grads[i]);
+      if (edge.node)
+        accumulate_into_node(edge.node->grad, std::move(grads[i]));
+      else
+        accumulate_into_leaf(*edge.leaf, grads[i]);
+    }
+    if (!options.retain_graph) {  // release what the backward saved, keep the structure
+      node->backward = nullptr;
+      node->forward = nullptr;
+      node->inputs.clear();
+    }
+  }
+}
+
+}  // namespace detail
+}  // namespace ag

@@ -1,0 +1,38 @@
+// relu: the rectifier, element-wise.
+//
+//   forward:  y = max(x, 0)               any shape
+//   backward: dL/dx = dL/dy · [x > 0]      (0 at x = 0, as PyTorch)
+#include "autograd/detail/dispatch.h"
+#include "autograd/ops.h"
+
+namespace ag {
+
+// x: any shape -> same shape
+Tensor relu(const Tensor& x, Where where) {
+  detail::check_defined("relu", {&x});
+  Tensor y = Tensor::empty(x.shape(), x.dtype());
+  detail::dispatch(x.dtype(), [&]<class T>() {
+    const T* px = x.data<T>();
+    T* py = y.data<T>();
+    for (int64_t i = 0; i < x.numel(); ++i) py[i] = px[i] > T(0) ? px[i] : T(0);
+  });
+
+  if (detail::needs_grad({&x})) {
+    detail::record(
+        y, "relu", {x},
+        [y = y.detach()](const Tensor& g) {  // y > 0 exactly where x > 0: save the output
+          Tensor dx = Tensor::empty(g.shape(), g.dtype());
+          detail::dispatch(g.dtype(), [&]<class T>() {
+            const T* py = y.data<T>();
+            const T* pg = g.data<T>();
+            T* pdx = dx.data<T>();
+            for (int64_t i = 0; i < g.numel(); ++i) pdx[i] = py[i] > T(0) ? pg[i] : T(0);
+          });
+          return std::vector<Tensor>{dx};
+        },
+        [](const std::vector<Tensor>& in) { return relu(in[0]); }, where);
+  }
+  return y;
+}
+
+}  // namespace ag

@@ -1,0 +1,297 @@
+// Tensor storage, factories, element access and the in-place updates used by optimizers.
+#include "autograd/tensor.h"
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <limits>
+#include <new>
+#include <numbers>
+
+#include "autograd/detail/dispatch.h"
+#include "autograd/graph.h"
+#include "autograd/ops.h"
+
+namespace ag {
+
+const char* dtype_name(DType dtype) {
+  return dtype == DType::Float64 ? "float64" : "float32";
+}
+
+std::string shape_str(const Shape& shape) {
+  return fmt::format("[{}]", fmt::join(shape, ", "));
+}
+
+int64_t shape_numel(const Shape& shape) {
+  int64_t n = 1;
+  for (int64_t extent : shape) {
+    if (extent < 0) detail::fail("shape {}: extents must not be negative", shape_str(shape));
+    if (extent != 0 && n > std::numeric_limits<int64_t>::max() / extent)
+      detail::fail("shape {}: element count overflows int64", shape_str(shape));
+    n *= extent;
+  }
+  return n;
+}
+
+// ---- Generator ----
+
+double Generator::uniform() {
+  // 53 random bits -> [0, 1), the same on every platform.
+  return static_cast<double>(engine_() >> 11) * 0x1.0p-53;
+}
+
+double Generator::normal() {
+  if (has_spare_) {
+    has_spare_ = false;
+    return spare_;
+  }
+  // Box-Muller: two uniforms -> two independent standard normals.
+  double u1 = 0.0;
+  while (u1 <= 0.0) u1 = uniform();
+  const double u2 = uniform();
+  const double radius = std::sqrt(-2.0 * std::log(u1));
+  const double angle = 2.0 * std::numbers::pi * u2;
+  spare_ = radius * std::sin(angle);
+  has_spare_ = true;
+  return radius * std::cos(angle);
+}
+
+uint64_t Generator::below(uint64_t n) {
+  if (n == 0) throw std::invalid_argument("Generator::below: n must be positive");
+  // Rejection sampling: unbiased, and platform independent (unlike uniform_int_distribution).
+  const uint64_t limit =
+      std::numeric_limits<uint64_t>::max() - std::numeric_limits<uint64_t>::max() % n;
+  uint64_t x = engine_();
+  while (x >= limit) x = engine_();
+  return x % n;
+}
+
+// ---- Storage ----
+
+namespace detail {
+
+Storage::Storage(std::size_t n) : bytes(n) {
+  const std::size_t rounded = (std::max<std::size_t>(n, 1) + 63) / 64 * 64;
+  data = std::aligned_alloc(64, rounded);
+  if (!data) throw std::bad_alloc();
+}
+
+Storage::~Storage() {
+  std::free(data);
+}
+
+void check_defined(const char* op, std::initializer_list<const Tensor*> inputs) {
+  for (const Tensor* t : inputs)
+    if (!t->defined()) fail("{}: an input tensor is undefined", op);
+}
+
+void check_same_dtype(const char* op, const Tensor& a, const Tensor& b) {
+  if (a.dtype() != b.dtype())
+    fail("{}: dtypes {} and {} do not match (shapes {} and {}); convert one with .to()", op,
+         dtype_name(a.dtype()), dtype_name(b.dtype()), shape_str(a.shape()), shape_str(b.shape()));
+}
+
+}  // namespace detail
+
+// ---- Tensor ----
+
+Tensor Tensor::empty(Shape shape, DType dtype) {
+  auto impl = std::make_shared<TensorImpl>();
+  impl->numel = shape_numel(shape);
+  const std::size_t elem = dtype == DType::Float64 ? sizeof(double) : sizeof(float);
+  if (static_cast<uint64_t>(impl->numel) > std::numeric_limits<std::size_t>::max() / elem)
+    detail::fail("Tensor::empty: shape {} is too large", shape_str(shape));
+  impl->storage = std::make_shared<detail::Storage>(static_cast<std::size_t>(impl->numel) * elem);
+  impl->shape = std::move(shape);
+  impl->dtype = dtype;
+  return Tensor(std::move(impl));
+}
+
+const TensorImpl& Tensor::checked() const {
+  if (!impl_) throw std::logic_error("ag::Tensor: use of an undefined tensor");
+  return *impl_;
+}
+
+TensorImpl& Tensor::checked() {
+  if (!impl_) throw std::logic_error("ag::Tensor: use of an undefined tensor");
+  return *impl_;
+}
+
+const Shape& Tensor::shape() const {
+  return checked().shape;
+}
+int64_t Tensor::numel() const {
+  return checked().numel;
+}
+DType Tensor::dtype() const {
+  return checked().dtype;
+}
+
+int64_t Tensor::size(int64_t d) const {
+  const int64_t n = dim();
+  if (d < -n || d >= n)
+    detail::fail("Tensor::size: dimension {} is out of range for shape {}", d, shape_str(shape()));
+  return shape()[static_cast<std::size_t>(d < 0 ? d + n : d)];
+}
+
+double Tensor::item() const {
+  if (numel() != 1)
+    detail::fail("Tensor::item: tensor of shape {} has {} elements, not 1", shape_str(shape()),
+                 numel());
+  return detail::dispatch(dtype(), [&]<class T>() { return static_cast<double>(data<T>()[0]); });
+}
+
+std::vector<double> Tensor::to_vector() const {
+  return detail::dispatch(dtype(), [&]<class T>() {
+    const T* p = data<T>();
+    return std::vector<double>(p, p + numel());
+  });
+}
+
+Tensor& Tensor::requires_grad_(bool requires_grad) {
+  TensorImpl& t = checked();
+  if (t.grad_fn)
+    throw std::invalid_argument(
+        "requires_grad_: only leaf tensors can be marked; this one was computed by '" +
+        std::string(t.grad_fn->name) + "' (use detach() to make a leaf)");
+  t.requires_grad = requires_grad;
+  return *this;
+}
+
+bool Tensor::requires_grad() const {
+  return checked().requires_grad || checked().grad_fn;
+}
+bool Tensor::is_leaf() const {
+  return !checked().grad_fn;
+}
+Tensor Tensor::grad() const {
+  return checked().grad;
+}
+const std::shared_ptr<Node>& Tensor::grad_fn() const {
+  return checked().grad_fn;
+}
+
+void Tensor::zero_grad() {
+  TensorImpl& t = checked();
+  if (t.grad.defined()) t.grad.fill_(0.0);
+}
+
+void Tensor::backward(BackwardOptions options) const {
+  detail::run_backward(*this, options);
+}
+
+Tensor Tensor::detach() const {
+  const TensorImpl& t = checked();
+  auto impl = std::make_shared<TensorImpl>();
+  impl->storage = t.storage;
+  impl->shape = t.shape;
+  impl->numel = t.numel;
+  impl->dtype = t.dtype;
+  return Tensor(std::move(impl));
+}
+
+Tensor Tensor::clone() const {
+  Tensor out = Tensor::empty(shape(), dtype());
+  out.copy_(*this);
+  return out;
+}
+
+Tensor Tensor::to(DType dtype) const {
+  return cast(*this, dtype);
+}
+
+Tensor& Tensor::fill_(double value) {
+  detail::dispatch(dtype(),
+                   [&]<class T>() { std::fill_n(data<T>(), numel(), static_cast<T>(value)); });
+  return *this;
+}
+
+Tensor& Tensor::copy_(const Tensor& source) {
+  if (source.shape() != shape())
+    detail::fail("copy_: shapes {} and {} do not match", shape_str(shape()),
+                 shape_str(source.shape()));
+  detail::dispatch(dtype(), [&]<class T>() {
+    T* dst = data<T>();
+    detail::dispatch(source.dtype(), [&]<class S>() {
+      const S* src = source.data<S>();
+      for (int64_t i = 0; i < numel(); ++i) dst[i] = static_cast<T>(src[i]);
+    });
+  });
+  return *this;
+}
+
+Tensor& Tensor::add_(const Tensor& other, double alpha) {
+  if (other.shape() != shape())
+    detail::fail("add_: shapes {} and {} do not match", shape_str(shape()),
+                 shape_str(other.shape()));
+  detail::check_same_dtype("add_", *this, other);
+  detail::dispatch(dtype(), [&]<class T>() {
+    T* dst = data<T>();
+    const T* src = other.data<T>();
+    const T a = static_cast<T>(alpha);
+    for (int64_t i = 0; i < numel(); ++i) dst[i] += a * src[i];
+  });
+  return *this;
+}
+
+Tensor& Tensor::mul_(double factor) {
+  detail::dispatch(dtype(), [&]<class T>() {
+    T* p = data<T>();
+    const T f = static_cast<T>(factor);
+    for (int64_t i = 0; i < numel(); ++i) p[i] *= f;
+  });
+  return *this;
+}
+
+// ---- factories ----
+
+Tensor tensor(const std::vector<double>& values, Shape shape, DType dtype) {
+  const int64_t n = shape_numel(shape);
+  if (static_cast<int64_t>(values.size()) != n)
+    detail::fail("tensor: {} values given for shape {}, which holds {}", values.size(),
+                 shape_str(shape), n);
+  Tensor out = Tensor::empty(std::move(shape), dtype);
+  detail::dispatch(dtype,
+                   [&]<class T>() { std::copy(values.begin(), values.end(), out.data<T>()); });
+  return out;
+}
+
+Tensor scalar(double value, DType dtype) {
+  return full({}, value, dtype);
+}
+Tensor zeros(Shape shape, DType dtype) {
+  return full(std::move(shape), 0.0, dtype);
+}
+Tensor ones(Shape shape, DType dtype) {
+  return full(std::move(shape), 1.0, dtype);
+}
+
+Tensor full(Shape shape, double value, DType dtype) {
+  Tensor out = Tensor::empty(std::move(shape), dtype);
+  out.fill_(value);
+  return out;
+}
+
+Tensor randn(Shape shape, Generator& gen, double stddev, DType dtype) {
+  Tensor out = Tensor::empty(std::move(shape), dtype);
+  detail::dispatch(dtype, [&]<class T>() {
+    T* p = out.data<T>();
+    for (int64_t i = 0; i < out.numel(); ++i) p[i] = static_cast<T>(stddev * gen.normal());
+  });
+  return out;
+}
+
+Tensor rand(Shape shape, Generator& gen, double low, double high, DType dtype) {
+  Tensor out = Tensor::empty(std::move(shape), dtype);
+  detail::dispatch(dtype, [&]<class T>() {
+    T* p = out.data<T>();
+    for (int64_t i = 0; i < out.numel(); ++i)
+      p[i] = static_cast<T>(low + (high - low) * gen.uniform());
+  });
+  return out;
+}
+
+}  // namespace ag

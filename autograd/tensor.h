@@ -1,0 +1,182 @@
+// Tensor: a handle to shared, contiguous, row-major storage of float or double, plus the
+// autograd state that makes it part of a dynamic computation graph (requires_grad, the
+// accumulated gradient of a leaf, the node that produced a non-leaf).
+//
+// Copying a Tensor copies the handle, not the data (as in LibTorch). Use clone() for a deep copy.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <random>
+#include <stdexcept>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+namespace ag {
+
+/// The extent of each dimension, outermost first. `{}` is a scalar (one element).
+using Shape = std::vector<int64_t>;
+
+/// Element type of a tensor, chosen at run time.
+enum class DType { Float32, Float64 };
+
+/// "float32" or "float64".
+const char* dtype_name(DType dtype);
+/// "[2, 3]" (and "[]" for a scalar): how error messages print shapes.
+std::string shape_str(const Shape& shape);
+/// Product of the extents; throws std::invalid_argument on a negative extent or overflow.
+int64_t shape_numel(const Shape& shape);
+
+/// A seeded, reproducible source of random numbers (same seed, same numbers, on every platform:
+/// the normal deviates come from our own Box-Muller transform, not std::normal_distribution).
+class Generator {
+ public:
+  explicit Generator(uint64_t seed = 0) : engine_(seed) {}
+  /// Uniform on [0, 1).
+  double uniform();
+  /// Standard normal.
+  double normal();
+  /// Uniform integer in [0, n).
+  uint64_t below(uint64_t n);
+  std::mt19937_64& engine() { return engine_; }
+
+ private:
+  std::mt19937_64 engine_;
+  bool has_spare_ = false;
+  double spare_ = 0.0;
+};
+
+struct Node;
+struct TensorImpl;
+
+/// Options for Tensor::backward().
+struct BackwardOptions {
+  /// Keep the graph's saved buffers so that backward() can run through it again.
+  bool retain_graph = false;
+};
+
+class Tensor {
+ public:
+  /// An undefined tensor (defined() is false), as returned by grad() before any backward().
+  Tensor() = default;
+  explicit Tensor(std::shared_ptr<TensorImpl> impl) : impl_(std::move(impl)) {}
+
+  /// Uninitialised storage of the given shape; used by ops to allocate their outputs.
+  static Tensor empty(Shape shape, DType dtype = DType::Float32);
+
+  bool defined() const { return impl_ != nullptr; }
+  const Shape& shape() const;
+  int64_t dim() const { return static_cast<int64_t>(shape().size()); }
+  /// Extent of dimension d (negative d counts from the end).
+  int64_t size(int64_t d) const;
+  int64_t numel() const;
+  DType dtype() const;
+
+  /// The value of a one-element tensor.
+  double item() const;
+  /// All elements, row-major, converted to double.
+  std::vector<double> to_vector() const;
+
+  /// Typed access to the storage; T must match dtype() (float or double), else throws.
+  template <class T>
+  T* data();
+  template <class T>
+  const T* data() const;
+
+  /// Marks a leaf tensor as a parameter whose gradient backward() accumulates into grad().
+  Tensor& requires_grad_(bool requires_grad = true);
+  /// True for a leaf marked with requires_grad_() and for any result computed from one.
+  bool requires_grad() const;
+  /// True when no op produced this tensor inside the graph (grad_fn() is null).
+  bool is_leaf() const;
+  /// The accumulated gradient of a leaf; undefined until a backward() reaches it.
+  Tensor grad() const;
+  /// Sets the accumulated gradient to zero (keeping its storage).
+  void zero_grad();
+  /// Reverse-mode differentiation from this scalar. Gradients are added into the grad() of
+  /// every leaf that requires grad. The graph's saved buffers are released unless
+  /// options.retain_graph is set.
+  void backward(BackwardOptions options = {}) const;
+  /// The node that produced this tensor (null for a leaf).
+  const std::shared_ptr<Node>& grad_fn() const;
+
+  /// Same storage, cut out of the graph: a leaf that does not require grad.
+  Tensor detach() const;
+  /// A deep copy of the values (a leaf that does not require grad).
+  Tensor clone() const;
+  /// Converts to another dtype; differentiable.
+  Tensor to(DType dtype) const;
+
+  // In-place updates of the values. They are not recorded in the graph; use them on leaves
+  // (optimizer steps, initialisation) or under NoGradGuard.
+  Tensor& fill_(double value);
+  Tensor& copy_(const Tensor& source);
+  /// this += alpha * other (same shape and dtype).
+  Tensor& add_(const Tensor& other, double alpha = 1.0);
+  Tensor& mul_(double factor);
+
+  /// The shared implementation (for the engine and for tests of graph lifetime).
+  const std::shared_ptr<TensorImpl>& impl() const { return impl_; }
+
+ private:
+  const TensorImpl& checked() const;
+  TensorImpl& checked();
+  std::shared_ptr<TensorImpl> impl_;
+};
+
+/// A tensor holding `values` (row-major) with the given shape; values.size() must match.
+Tensor tensor(const std::vector<double>& values, Shape shape, DType dtype = DType::Float32);
+/// A scalar (shape {}).
+Tensor scalar(double value, DType dtype = DType::Float32);
+Tensor zeros(Shape shape, DType dtype = DType::Float32);
+Tensor ones(Shape shape, DType dtype = DType::Float32);
+Tensor full(Shape shape, double value, DType dtype = DType::Float32);
+/// Normal deviates with mean 0 and standard deviation `stddev`, drawn from `gen`.
+Tensor randn(Shape shape, Generator& gen, double stddev = 1.0, DType dtype = DType::Float32);
+/// Uniform deviates on [low, high), drawn from `gen`.
+Tensor rand(Shape shape, Generator& gen, double low = 0.0, double high = 1.0,
+            DType dtype = DType::Float32);
+
+namespace detail {
+
+/// 64-byte aligned storage shared by a tensor and its detached views.
+struct Storage {
+  explicit Storage(std::size_t bytes);
+  ~Storage();
+  Storage(const Storage&) = delete;
+  Storage& operator=(const Storage&) = delete;
+  void* data = nullptr;
+  std::size_t bytes = 0;
+};
+
+}  // namespace detail
+
+/// The state behind a Tensor handle. Users rarely touch it; ops and the engine do.
+struct TensorImpl {
+  std::shared_ptr<detail::Storage> storage;
+  Shape shape;
+  int64_t numel = 0;
+  DType dtype = DType::Float32;
+  bool requires_grad = false;     // leaves only: accumulate a gradient here
+  Tensor grad;                    // leaves only: the accumulated gradient
+  std::shared_ptr<Node> grad_fn;  // non-leaves: the op that produced this tensor
+};
+
+template <class T>
+T* Tensor::data() {
+  static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>, "float or double");
+  TensorImpl& t = checked();
+  if ((std::is_same_v<T, float> ? DType::Float32 : DType::Float64) != t.dtype)
+    throw std::invalid_argument(std::string("Tensor::data: tensor is ") + dtype_name(t.dtype) +
+                                ", asked for " + (std::is_same_v<T, float> ? "float" : "double"));
+  return static_cast<T*>(t.storage->data);
+}
+
+template <class T>
+const T* Tensor::data() const {
+  return const_cast<Tensor*>(this)->data<T>();
+}
+
+}  // namespace ag
