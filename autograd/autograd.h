@@ -4,6 +4,7 @@
 //   gradcheck (gradcheck.h) compares any function's backward with central differences.
 #pragma once
 
+#include "autograd/allocator.h"
 #include "autograd/gradcheck.h"
 #include "autograd/graph.h"
 #include "autograd/ops.h"

@@ -11,6 +11,7 @@
 #include <new>
 #include <numbers>
 
+#include "autograd/allocator.h"
 #include "autograd/detail/dispatch.h"
 #include "autograd/graph.h"
 #include "autograd/ops.h"
@@ -73,14 +74,10 @@ uint64_t Generator::below(uint64_t n) {
 
 namespace detail {
 
-Storage::Storage(std::size_t n) : bytes(n) {
-  const std::size_t rounded = (std::max<std::size_t>(n, 1) + 63) / 64 * 64;
-  data = std::aligned_alloc(64, rounded);
-  if (!data) throw std::bad_alloc();
-}
+Storage::Storage(std::size_t n) : data(allocate(n)), bytes(n) {}
 
 Storage::~Storage() {
-  std::free(data);
+  deallocate(data, bytes);
 }
 
 void check_defined(const char* op, std::initializer_list<const Tensor*> inputs) {
