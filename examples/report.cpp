@@ -39,7 +39,7 @@ std::vector<double> nice_ticks(double lo, double hi, int count) {
   const double raw = (hi - lo) / std::max(1, count);
   const double magnitude = std::pow(10.0, std::floor(std::log10(raw)));
   double step = magnitude;
-  for (double m : {1.0, 2.0, 2.5, 5.0, 10.0})
+  for (double m : {1.0, 2.0, 5.0, 10.0})
     if (m * magnitude >= raw) {
       step = m * magnitude;
       break;
@@ -100,7 +100,16 @@ std::string line_plot_svg(const std::vector<Series>& series, const PlotOptions& 
         "<line x1=\"{0:.1f}\" y1=\"{1}\" x2=\"{0:.1f}\" y2=\"{2}\" stroke=\"#e5e5e5\"/>"
         "<text x=\"{0:.1f}\" y=\"{3}\" text-anchor=\"middle\">{4:g}</text>\n",
         px(t), top, top + H, top + H + 16, t);
-  for (double t : nice_ticks(y0, y1, 6)) {
+  // On a log axis, ticks sit at 1, 2 and 5 times powers of ten (y0, y1 are log10 values).
+  std::vector<double> y_ticks;
+  if (o.log_y) {
+    for (double e = std::floor(y0); e <= y1; e += 1.0)
+      for (double m : {1.0, 2.0, 5.0})
+        if (const double t = e + std::log10(m); t >= y0 && t <= y1) y_ticks.push_back(t);
+  } else {
+    y_ticks = nice_ticks(y0, y1, 6);
+  }
+  for (double t : y_ticks) {
     const double y = top + (1.0 - (t - y0) / (y1 - y0)) * H;
     svg += fmt::format(
         "<line x1=\"{0}\" y1=\"{1:.1f}\" x2=\"{2}\" y2=\"{1:.1f}\" stroke=\"#e5e5e5\"/>"

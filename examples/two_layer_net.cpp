@@ -338,7 +338,7 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 24));
   app.add_option("--optimizer", c.optimizer, "sgd (Nesterov momentum) or adam")
       ->check(CLI::IsMember({"sgd", "adam"}));
-  app.add_option("--lr", c.lr, "Learning rate")->check(CLI::PositiveNumber);
+  app.add_option("--lr", c.lr, "Learning rate")->check(CLI::Range(1e-9, 1e3));
   app.add_option("--lr-decay", c.lr_decay, "Learning rate factor per epoch")
       ->check(CLI::Range(1e-9, 1.0));
   app.add_option("--momentum", c.momentum, "SGD momentum (0 for plain SGD)")
@@ -370,7 +370,7 @@ int main(int argc, char** argv) {
   try {
     return run(c);
   } catch (const std::exception& e) {
-    fmt::print(stderr, "\ntwo_layer_net: error: {}\n", e.what());
+    fmt::print(stderr, "two_layer_net: error: {}\n", e.what());
     return 1;
   }
 }
