@@ -153,19 +153,21 @@ std::string weights_png(const ag::Tensor& W, const ag::Shape& sample_shape, int 
                                             rows * cols * channels));
   const int64_t tiles = std::min<int64_t>(H, max_tiles);
   const int64_t grid = static_cast<int64_t>(std::ceil(std::sqrt(double(tiles))));
-  const int64_t gap = 1, width = grid * (cols + gap) + gap, height = grid * (rows + gap) + gap;
+  const int64_t zoom = rows * grid <= 800 ? 2 : 1;  // two pixels per weight unless huge
+  const int64_t tile_w = cols * zoom, tile_h = rows * zoom, gap = 2;
+  const int64_t width = grid * (tile_w + gap) + gap, height = grid * (tile_h + gap) + gap;
   std::vector<unsigned char> image(static_cast<std::size_t>(width * height * channels), 255);
   for (int64_t t = 0; t < tiles; ++t) {
     double lo = std::numeric_limits<double>::max(), hi = std::numeric_limits<double>::lowest();
     for (int64_t d = 0; d < D; ++d)
       lo = std::min(lo, w[d * H + t]), hi = std::max(hi, w[d * H + t]);
     const double range = hi > lo ? hi - lo : 1.0;
-    const int64_t ox = gap + (t % grid) * (cols + gap), oy = gap + (t / grid) * (rows + gap);
+    const int64_t ox = gap + (t % grid) * (tile_w + gap), oy = gap + (t / grid) * (tile_h + gap);
     for (int64_t c = 0; c < channels; ++c)
-      for (int64_t r = 0; r < rows; ++r)
-        for (int64_t q = 0; q < cols; ++q) {
-          const double v = w[((c * rows + r) * cols + q) * H + t];
-          image[static_cast<std::size_t>(((oy + r) * width + ox + q) * channels + c)] =
+      for (int64_t y = 0; y < tile_h; ++y)
+        for (int64_t x = 0; x < tile_w; ++x) {
+          const double v = w[((c * rows + y / zoom) * cols + x / zoom) * H + t];
+          image[static_cast<std::size_t>(((oy + y) * width + ox + x) * channels + c)] =
               static_cast<unsigned char>(std::lround(255.0 * (v - lo) / range));
         }
   }

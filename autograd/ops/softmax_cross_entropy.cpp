@@ -49,7 +49,8 @@ Tensor softmax_cross_entropy(const Tensor& scores, std::span<const int32_t> labe
       T z = 0;
       for (int64_t c = 0; c < C; ++c) z += prow[c] = std::exp(row[c] - m);
       for (int64_t c = 0; c < C; ++c) prow[c] /= z;
-      total += double(std::log(z)) + double(m) - double(row[labels[n]]);
+      // m - s[y] first: adding log z to a huge m before subtracting s[y] would lose log z.
+      total += double(std::log(z)) + (double(m) - double(row[labels[n]]));
     }
     loss.data<T>()[0] = static_cast<T>(total / double(N));
   });

@@ -1,0 +1,491 @@
+// Graph behaviour: how gradients flow and sum (diamonds, reuse, accumulation), when ops record
+// nodes (NoGradGuard, detach), what backward() releases, and that graphs are freed: no cycles,
+// no leaks, and no recursion deep enough to overflow the stack on a 100,000-op chain.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "autograd/autograd.h"
+#include "tests/grad_test_util.h"
+
+namespace {
+
+using ag::DType;
+using ag::Shape;
+using ag::Tensor;
+using ag::test::all_close;
+using ag::test::contains;
+using ag::test::thrown_message;
+
+constexpr DType f64 = DType::Float64;
+constexpr int kLongChain = 100000;
+
+Tensor param(const std::vector<double>& values, const Shape& shape) {
+  Tensor t = ag::tensor(values, shape, f64);
+  t.requires_grad_();
+  return t;
+}
+
+// ---- how gradients flow and sum ----
+
+TEST(Graph, TensorUsedTwiceInMulGetsBothGradientsSummed) {
+  Tensor x = param({1, -2, 3}, {3});
+  ag::sum(ag::mul(x, x)).backward();  // d(x²)/dx = 2x: x ⊙ g + g ⊙ x
+  EXPECT_EQ(x.grad().to_vector(), (std::vector<double>{2, -4, 6}));
+}
+
+TEST(Graph, TensorUsedTwiceInAddGetsBothGradientsSummed) {
+  Tensor x = param({1, -2, 3}, {3});
+  const Tensor g = ag::tensor({1, 10, 100}, {3}, f64);
+  ag::sum(ag::mul(ag::add(x, x), g)).backward();
+  EXPECT_EQ(x.grad().to_vector(), (std::vector<double>{2, 20, 200}));
+}
+
+TEST(Graph, IntermediateUsedTwiceGetsBothGradientsSummed) {
+  // h = 3x; L = Σ h² + Σ h, so dL/dx = 3 (2h + 1) = 18x + 3.
+  Tensor x = param({1, -0.5}, {2});
+  const Tensor h = ag::scale(x, 3.0);
+  (ag::sum(ag::mul(h, h)) + ag::sum(h)).backward();
+  EXPECT_EQ(x.grad().to_vector(), (std::vector<double>{21, -6}));
+}
+
+TEST(Graph, IntermediateOnPathsOfDifferentLengthsGetsAllItsGradientFirst) {
+  // h = 2x feeds the product directly and through a three-op detour: h's backward must wait for
+  // both. L = Σ h ⊙ 3h = 3 Σ h², so dL/dh = 6h and dL/dx = 2 · 6h = 24x (12x if h's backward ran
+  // before the detour delivered its share).
+  Tensor x = param({1, 2}, {2});
+  const Tensor h = ag::scale(x, 2.0);
+  const Tensor detour = ag::scale(ag::scale(ag::scale(h, 3.0), 1.0), 1.0);
+  ag::sum(ag::mul(h, detour)).backward();
+  EXPECT_EQ(x.grad().to_vector(), (std::vector<double>{24, 48}));
+}
+
+TEST(Graph, ParameterReusedAcrossTwoLossesGetsBothGradients) {
+  Tensor w = param({1, 2, 3}, {3});
+  const Tensor a = ag::tensor({0.5, -1, 4}, {3}, f64);
+  const Tensor loss1 = ag::sum(ag::mul(w, a));  // dL1/dw = a
+  const Tensor loss2 = ag::l2(w);               // dL2/dw = 2w
+  loss1.backward();
+  EXPECT_EQ(w.grad().to_vector(), a.to_vector());
+  loss2.backward();
+  EXPECT_EQ(w.grad().to_vector(), (std::vector<double>{2.5, 3, 10}));
+}
+
+TEST(Graph, ParameterUsedTwiceInOneModelGetsBothGradients) {
+  // The same W applied twice: y = (x·W)·W, L = Σ y. dL/dW = xᵀ·1·Wᵀ + (x·W)ᵀ·1.
+  Tensor w = param({1, 2, 3, 4}, {2, 2});
+  const Tensor x = ag::tensor({1, 1}, {1, 2}, f64);
+  ag::sum(ag::matmul(ag::matmul(x, w), w)).backward();
+  // x·W = [4, 6]; 1·Wᵀ = [3, 7]; xᵀ·[3, 7] = [[3, 7], [3, 7]]; (x·W)ᵀ·[1, 1] = [[4, 4], [6, 6]].
+  EXPECT_EQ(w.grad().to_vector(), (std::vector<double>{7, 11, 9, 13}));
+}
+
+TEST(Graph, GradientsAccumulateAcrossBackwardCalls) {
+  Tensor w = param({1, -2}, {2});
+  ag::l2(w).backward();
+  EXPECT_EQ(w.grad().to_vector(), (std::vector<double>{2, -4}));
+  ag::l2(w).backward();  // a second graph, same leaf: summed into the same grad
+  EXPECT_EQ(w.grad().to_vector(), (std::vector<double>{4, -8}));
+}
+
+TEST(Graph, ZeroGradLeavesADefinedAllZeroGradientThatAccumulatesAfresh) {
+  Tensor w = param({1, -2}, {2});
+  ag::l2(w).backward();
+  ag::l2(w).backward();
+  const double* storage = w.grad().data<double>();
+  w.zero_grad();
+  ASSERT_TRUE(w.grad().defined());
+  EXPECT_EQ(w.grad().shape(), (Shape{2}));
+  EXPECT_EQ(w.grad().to_vector(), (std::vector<double>{0, 0}));
+  EXPECT_EQ(w.grad().data<double>(), storage);  // the storage is kept
+  ag::l2(w).backward();
+  EXPECT_EQ(w.grad().to_vector(), (std::vector<double>{2, -4}));
+}
+
+TEST(Graph, GradIsUndefinedBeforeAnyBackward) {
+  Tensor w = param({1}, {1});
+  EXPECT_FALSE(w.grad().defined());
+  const Tensor y = ag::l2(w);
+  EXPECT_FALSE(w.grad().defined());
+}
+
+TEST(Graph, GradientHasTheLeafsShapeAndDtype) {
+  for (DType dtype : {DType::Float32, DType::Float64}) {
+    SCOPED_TRACE(ag::dtype_name(dtype));
+    Tensor w = ag::ones({2, 3}, dtype);
+    w.requires_grad_();
+    ag::l2(w).backward();
+    EXPECT_EQ(w.grad().shape(), (Shape{2, 3}));
+    EXPECT_EQ(w.grad().dtype(), dtype);
+    EXPECT_TRUE(w.grad().is_leaf());
+    EXPECT_FALSE(w.grad().requires_grad());
+  }
+}
+
+TEST(Graph, GradientReachesOnlyLeavesThatRequireGrad) {
+  const Tensor x = ag::tensor({1, 2}, {1, 2}, f64);  // data: no requires_grad_()
+  Tensor w = param({3, 4}, {2, 1});
+  ag::sum(ag::matmul(x, w)).backward();
+  EXPECT_FALSE(x.grad().defined());
+  EXPECT_EQ(w.grad().to_vector(), (std::vector<double>{1, 2}));
+}
+
+TEST(Graph, IntermediatesKeepNoGradient) {
+  Tensor x = param({1, 2}, {2});
+  const Tensor h = ag::scale(x, 2.0);
+  ag::l2(h).backward();
+  EXPECT_FALSE(h.grad().defined());
+  EXPECT_EQ(x.grad().to_vector(), (std::vector<double>{8, 16}));  // 2 · 2h
+}
+
+TEST(Graph, BackwardOnAScalarLeafSetsItsGradToOne) {
+  Tensor s = ag::scalar(3.5, f64);
+  s.requires_grad_();
+  s.backward();
+  EXPECT_EQ(s.grad().to_vector(), (std::vector<double>{1}));
+  s.backward();
+  EXPECT_EQ(s.grad().item(), 2.0);
+}
+
+TEST(Graph, BackwardAcceptsAnyOneElementOutput) {
+  Tensor w = param({2, 3}, {1, 2});
+  const Tensor out = ag::matmul(w, ag::tensor({1, -1}, {2, 1}, f64));  // shape [1, 1]
+  out.backward();
+  EXPECT_EQ(w.grad().to_vector(), (std::vector<double>{1, -1}));
+}
+
+// ---- when ops record nodes ----
+
+TEST(Graph, OpsRecordANodeOnlyWhenAnInputRequiresGrad) {
+  const Tensor a = ag::ones({2, 2}, f64);
+  Tensor b = ag::ones({2, 2}, f64);
+  const Tensor plain = ag::matmul(a, b);
+  EXPECT_EQ(plain.grad_fn(), nullptr);
+  EXPECT_FALSE(plain.requires_grad());
+  EXPECT_TRUE(plain.is_leaf());
+  b.requires_grad_();
+  const Tensor tracked = ag::matmul(a, b);
+  ASSERT_NE(tracked.grad_fn(), nullptr);
+  EXPECT_TRUE(tracked.requires_grad());
+  EXPECT_FALSE(tracked.is_leaf());
+}
+
+TEST(Graph, NodeRecordsTheOpNameOutputAndCallSite) {
+  Tensor w = param({1, 2, 3, 4, 5, 6}, {2, 3});
+  const int line = __LINE__ + 1;
+  const Tensor y = ag::matmul(ag::ones({4, 2}, f64), w);
+  const std::shared_ptr<ag::Node>& node = y.grad_fn();
+  ASSERT_NE(node, nullptr);
+  EXPECT_STREQ(node->name, "matmul");
+  EXPECT_EQ(node->shape, (Shape{4, 3}));
+  EXPECT_EQ(node->dtype, f64);
+  EXPECT_EQ(node->where.line(), static_cast<uint32_t>(line));
+  EXPECT_TRUE(contains(node->where.file_name(), "test_graph.cpp"));
+  ASSERT_EQ(node->next.size(), 2u);
+  EXPECT_FALSE(node->next[0].needs_grad());                     // the ones do not require grad
+  EXPECT_EQ(node->next[1].leaf, w.impl());                      // w collects its gradient
+  EXPECT_EQ(node->inputs[1].data<double>(), w.data<double>());  // saved values, shared storage
+  EXPECT_EQ(node->inputs[1].grad_fn(), nullptr);                // ... but not the graph behind them
+}
+
+TEST(Graph, OneNodePerTensorOp) {
+  // A whole two-layer loss is 11 nodes, however many scalars flow through it.
+  ag::Generator gen(1);
+  const Tensor X = ag::randn({64, 32}, gen, 1.0, f64);
+  Tensor W1 = ag::randn({32, 16}, gen, 1.0, f64), b1 = ag::zeros({16}, f64);
+  Tensor W2 = ag::randn({16, 10}, gen, 1.0, f64), b2 = ag::zeros({10}, f64);
+  for (Tensor* p : {&W1, &b1, &W2, &b2}) p->requires_grad_();
+  std::vector<int32_t> y(64, 3);
+  const Tensor scores =
+      ag::add_bias(ag::matmul(ag::relu(ag::add_bias(ag::matmul(X, W1), b1)), W2), b2);
+  const Tensor loss =
+      ag::softmax_cross_entropy(scores, y) + ag::scale(ag::l2(W1) + ag::l2(W2), 0.1);
+  const std::vector<ag::Node*> order = ag::detail::topological_order(loss.grad_fn().get());
+  ASSERT_EQ(order.size(), 11u);
+  EXPECT_STREQ(order.front()->name, "add");  // the root comes first
+  EXPECT_EQ(order.front(), loss.grad_fn().get());
+  // Every node comes before the nodes that produced its inputs.
+  for (std::size_t i = 0; i < order.size(); ++i) {
+    for (const ag::Edge& e : order[i]->next) {
+      if (!e.node) continue;
+      for (std::size_t j = 0; j <= i; ++j) EXPECT_NE(order[j], e.node.get()) << order[i]->name;
+    }
+  }
+}
+
+TEST(NoGradGuard, ResultsHaveNoGradFnAndDoNotRequireGrad) {
+  Tensor w = param({1, 2, 3, 4}, {2, 2});
+  Tensor b = param({1, 2}, {2});
+  ag::NoGradGuard guard;
+  EXPECT_FALSE(ag::is_grad_enabled());
+  const std::vector<int32_t> labels{0, 1};
+  for (const Tensor& t :
+       {ag::matmul(w, w), ag::add_bias(w, b), ag::relu(w), ag::softmax_cross_entropy(w, labels),
+        ag::l2(w), ag::add(w, w), ag::sub(w, w), ag::mul(w, w), ag::scale(w, 2.0), ag::sum(w),
+        ag::mean(w), ag::cast(w, DType::Float32), w.to(DType::Float32)}) {
+    EXPECT_EQ(t.grad_fn(), nullptr);
+    EXPECT_FALSE(t.requires_grad());
+    EXPECT_TRUE(t.is_leaf());
+  }
+  EXPECT_EQ(ag::matmul(w, w).to_vector(), (std::vector<double>{7, 10, 15, 22}));  // still computed
+}
+
+TEST(NoGradGuard, NestedGuardsRestoreThePreviousMode) {
+  EXPECT_TRUE(ag::is_grad_enabled());
+  {
+    ag::NoGradGuard outer;
+    EXPECT_FALSE(ag::is_grad_enabled());
+    {
+      ag::NoGradGuard inner;
+      EXPECT_FALSE(ag::is_grad_enabled());
+    }
+    EXPECT_FALSE(ag::is_grad_enabled());  // the inner guard restores "off", not "on"
+  }
+  EXPECT_TRUE(ag::is_grad_enabled());
+  Tensor w = param({1}, {1});
+  EXPECT_NE(ag::l2(w).grad_fn(), nullptr);
+}
+
+TEST(NoGradGuard, AffectsOnlyItsOwnThread) {
+  ag::NoGradGuard guard;
+  bool enabled_elsewhere = false;
+  std::thread([&enabled_elsewhere] { enabled_elsewhere = ag::is_grad_enabled(); }).join();
+  EXPECT_TRUE(enabled_elsewhere);
+  EXPECT_FALSE(ag::is_grad_enabled());
+}
+
+TEST(Graph, RequiresGradOnANonLeafThrows) {
+  Tensor x = param({1, 2}, {2});
+  Tensor h = ag::relu(x);
+  const auto message = thrown_message<std::invalid_argument>([&] { h.requires_grad_(); });
+  ASSERT_TRUE(message) << "no std::invalid_argument";
+  EXPECT_TRUE(contains(*message, "requires_grad_"));
+  EXPECT_TRUE(contains(*message, "relu"));
+  EXPECT_TRUE(contains(*message, "detach()"));
+  EXPECT_NE(h.grad_fn(), nullptr);  // unchanged
+}
+
+TEST(Graph, DetachSharesStorageAndCutsTheGraph) {
+  Tensor x = param({1, 2}, {2});
+  const Tensor h = ag::scale(x, 3.0);
+  Tensor d = h.detach();
+  EXPECT_TRUE(d.is_leaf());
+  EXPECT_FALSE(d.requires_grad());
+  EXPECT_EQ(d.grad_fn(), nullptr);
+  EXPECT_EQ(d.data<double>(), h.data<double>());
+  d.mul_(2.0);  // shared storage: h sees the change
+  EXPECT_EQ(h.to_vector(), (std::vector<double>{6, 12}));
+  // Only the attached use of h carries gradient back to x.
+  (ag::sum(h) + ag::l2(d)).backward();
+  EXPECT_EQ(x.grad().to_vector(), (std::vector<double>{3, 3}));
+  EXPECT_FALSE(d.grad().defined());
+}
+
+TEST(Graph, DetachOfALeafKeepsTheLeafMarked) {
+  Tensor x = param({1, 2}, {2});
+  Tensor d = x.detach();
+  d.requires_grad_();  // a separate leaf
+  EXPECT_TRUE(x.requires_grad());
+  ag::l2(d).backward();
+  EXPECT_FALSE(x.grad().defined());
+  EXPECT_EQ(d.grad().to_vector(), (std::vector<double>{2, 4}));
+}
+
+// ---- what backward() releases ----
+
+TEST(Graph, SecondBackwardThroughAReleasedGraphThrows) {
+  Tensor w = param({1, 2}, {2});
+  const Tensor loss = ag::sum(ag::relu(w));
+  loss.backward();
+  const auto message = thrown_message<std::runtime_error>([&] { loss.backward(); });
+  ASSERT_TRUE(message) << "no std::runtime_error";
+  EXPECT_TRUE(contains(*message, "already released"));
+  EXPECT_TRUE(contains(*message, "retain_graph"));
+  EXPECT_TRUE(contains(*message, "'sum'"));
+  EXPECT_EQ(w.grad().to_vector(), (std::vector<double>{1, 1}));  // the failed call added nothing
+}
+
+TEST(Graph, BackwardThroughAnIntermediateReleasedByAnotherLossThrows) {
+  Tensor w = param({1, 2}, {2});
+  const Tensor h = ag::relu(w);
+  const Tensor loss1 = ag::sum(h);
+  const Tensor loss2 = ag::l2(h);
+  loss1.backward();
+  const auto message = thrown_message<std::runtime_error>([&] { loss2.backward(); });
+  ASSERT_TRUE(message) << "no std::runtime_error";
+  EXPECT_TRUE(contains(*message, "'relu'"));
+  EXPECT_TRUE(contains(*message, "test_graph.cpp"));  // where the released op was created
+}
+
+TEST(Graph, RetainGraphAllowsASecondBackward) {
+  Tensor w = param({1, -2}, {2});
+  const Tensor loss = ag::l2(ag::scale(w, 3.0));  // dL/dw = 18 w
+  loss.backward({.retain_graph = true});
+  EXPECT_EQ(w.grad().to_vector(), (std::vector<double>{18, -36}));
+  loss.backward({.retain_graph = true});
+  EXPECT_EQ(w.grad().to_vector(), (std::vector<double>{36, -72}));
+  loss.backward();  // the last one may release
+  EXPECT_EQ(w.grad().to_vector(), (std::vector<double>{54, -108}));
+  EXPECT_THROW(loss.backward(), std::runtime_error);
+}
+
+TEST(Graph, BackwardReleasesEverySavedBuffer) {
+  Tensor x = param({1, -2, 3, 4, -5, 6}, {2, 3});
+  Tensor w = param({1, 2, 3}, {3, 1});
+  std::weak_ptr<ag::detail::Storage> h_storage, r_storage;
+  Tensor loss;
+  {
+    const Tensor h = ag::matmul(x, w);
+    const Tensor r = ag::relu(h);
+    loss = ag::l2(r);
+    h_storage = h.impl()->storage;
+    r_storage = r.impl()->storage;
+  }
+  // Only the graph keeps the intermediates' values now: relu saved h, l2 saved r.
+  EXPECT_FALSE(h_storage.expired());
+  EXPECT_FALSE(r_storage.expired());
+  loss.backward();
+  EXPECT_TRUE(h_storage.expired());
+  EXPECT_TRUE(r_storage.expired());
+  for (ag::Node* node : ag::detail::topological_order(loss.grad_fn().get())) {
+    SCOPED_TRACE(node->name);
+    EXPECT_TRUE(node->released());
+    EXPECT_TRUE(node->inputs.empty());
+    EXPECT_FALSE(node->forward);
+    EXPECT_FALSE(node->grad.defined());
+  }
+}
+
+TEST(Graph, RetainGraphKeepsTheSavedBuffers) {
+  Tensor x = param({1, -2, 3, 4, -5, 6}, {2, 3});
+  Tensor w = param({1, 2, 3}, {3, 1});
+  std::weak_ptr<ag::detail::Storage> r_storage;
+  Tensor loss;
+  {
+    const Tensor r = ag::relu(ag::matmul(x, w));
+    loss = ag::l2(r);
+    r_storage = r.impl()->storage;
+  }
+  loss.backward({.retain_graph = true});
+  EXPECT_FALSE(r_storage.expired());
+  for (ag::Node* node : ag::detail::topological_order(loss.grad_fn().get())) {
+    SCOPED_TRACE(node->name);
+    EXPECT_FALSE(node->released());
+    EXPECT_EQ(node->inputs.size(), node->next.size());
+    EXPECT_FALSE(node->grad.defined());  // no scratch gradient left behind
+  }
+}
+
+// ---- the graph is freed ----
+
+TEST(Graph, NodeExpiresOnceTheLossAndIntermediatesAreGone) {
+  Tensor w = param({1, 2, 3, 4}, {2, 2});
+  std::weak_ptr<ag::Node> loss_node, hidden_node;
+  {
+    const Tensor h = ag::relu(ag::matmul(w, w));
+    const Tensor loss = ag::l2(h);
+    loss_node = loss.grad_fn();
+    hidden_node = h.grad_fn();
+    EXPECT_FALSE(loss_node.expired());
+  }
+  EXPECT_TRUE(loss_node.expired());
+  EXPECT_TRUE(hidden_node.expired());
+  EXPECT_EQ(w.impl().use_count(), 1);  // the graph let go of the leaf too
+}
+
+TEST(Graph, NodeExpiresAfterBackwardOnceTheLossIsGone) {
+  for (bool retain : {false, true}) {
+    SCOPED_TRACE(retain ? "retain_graph" : "released");
+    Tensor w = param({1, 2, 3, 4}, {2, 2});
+    std::weak_ptr<ag::Node> loss_node, hidden_node;
+    {
+      const Tensor h = ag::relu(ag::matmul(w, w));
+      const Tensor loss = ag::l2(h) + ag::sum(h);  // h used twice
+      loss_node = loss.grad_fn();
+      hidden_node = h.grad_fn();
+      loss.backward({.retain_graph = retain});
+    }
+    EXPECT_TRUE(loss_node.expired());
+    EXPECT_TRUE(hidden_node.expired());
+    EXPECT_EQ(w.impl().use_count(), 1);
+    EXPECT_TRUE(w.grad().defined());  // the gradient outlives the graph
+  }
+}
+
+TEST(Graph, IntermediateHandleKeepsItsPartOfTheGraphAlive) {
+  Tensor w = param({1, 2}, {2});
+  const Tensor h = ag::scale(w, 2.0);
+  std::weak_ptr<ag::Node> loss_node;
+  {
+    const Tensor loss = ag::l2(h);
+    loss_node = loss.grad_fn();
+  }
+  EXPECT_TRUE(loss_node.expired());
+  ASSERT_NE(h.grad_fn(), nullptr);
+  ag::sum(h).backward();  // what h needs is still there
+  EXPECT_EQ(w.grad().to_vector(), (std::vector<double>{2, 2}));
+}
+
+TEST(Graph, LongChainBackpropagatesCorrectlyAndIsFreedAfterwards) {
+  // 100,000 scales by (1 + 1e-6): dL/dx = (1 + 1e-6)^100000.
+  Tensor x = param({1.0, -2.0}, {2});
+  std::weak_ptr<ag::Node> first;
+  {
+    Tensor h = ag::scale(x, 1.0 + 1e-6);
+    first = h.grad_fn();
+    for (int i = 1; i < kLongChain; ++i) h = ag::scale(h, 1.0 + 1e-6);
+    const Tensor loss = ag::sum(h);
+    const double factor = std::pow(1.0 + 1e-6, kLongChain);
+    EXPECT_NEAR(loss.item(), -factor, 1e-9 * factor);
+    loss.backward();
+    EXPECT_TRUE(all_close(x.grad().to_vector(), {factor, factor}, 1e-9));
+    EXPECT_FALSE(first.expired());
+  }  // freed here; a recursive destructor would overflow the stack
+  EXPECT_TRUE(first.expired());
+  EXPECT_EQ(x.impl().use_count(), 1);
+}
+
+TEST(Graph, LongChainIsDestroyedWithoutBackward) {
+  Tensor x = param({1.0}, {1});
+  std::weak_ptr<ag::Node> first;
+  {
+    Tensor h = ag::scale(x, 1.0);
+    first = h.grad_fn();
+    for (int i = 1; i < kLongChain; ++i) h = ag::scale(h, 1.0);
+    EXPECT_FALSE(first.expired());
+  }
+  EXPECT_TRUE(first.expired());
+  EXPECT_EQ(x.impl().use_count(), 1);
+}
+
+TEST(Graph, LongChainOfDiamondsIsDestroyedWithoutStackOverflow) {
+  // h = h + h: every node is held by two edges of the next one, not one. (x = 0 keeps the values
+  // finite.)
+  Tensor x = param({0.0}, {1});
+  std::weak_ptr<ag::Node> first;
+  {
+    Tensor h = ag::add(x, x);
+    first = h.grad_fn();
+    for (int i = 1; i < kLongChain; ++i) h = ag::add(h, h);
+    EXPECT_EQ(h.item(), 0.0);
+    EXPECT_EQ(first.use_count(), 2);
+  }
+  EXPECT_TRUE(first.expired());
+  EXPECT_EQ(x.impl().use_count(), 1);
+}
+
+TEST(Graph, LeafUsedByManyOpsGetsEveryGradient) {
+  Tensor x = param({1.0}, {1});
+  Tensor acc = x;
+  for (int i = 0; i < 1000; ++i) acc = ag::add(acc, x);  // 1001 x: x is used 1001 times
+  ag::sum(acc).backward();
+  EXPECT_EQ(x.grad().item(), 1001.0);
+}
+
+}  // namespace
