@@ -42,7 +42,7 @@ struct Config {
   std::string data_dir;
   int64_t hidden = 0, epochs = 0, batch_size = 0, val_size = -1;
   int64_t train_limit = 0, test_limit = 0;
-  std::string optimizer = "sgd";
+  std::string optimizer, schedule;  // empty: the dataset's default
   double lr = 0, lr_decay = 0, momentum = 0, reg = -1;
   uint64_t seed = 0;
   int threads = 0;
@@ -50,16 +50,18 @@ struct Config {
   bool quiet = false;
 };
 
-// Tuned defaults per dataset; any flag given on the command line wins.
+// Tuned defaults per dataset; any flag given on the command line wins. Fashion-MNIST's reach
+// test accuracy 0.90 in 20 epochs (docs/results.md).
 struct Defaults {
   int64_t hidden, epochs, batch_size, val_size;
+  const char *optimizer, *schedule;
   double lr, lr_decay, momentum, reg;
 };
 
 Defaults defaults_for(const std::string& dataset) {
-  if (dataset == "spiral") return {100, 200, 100, 0, 0.3, 0.995, 0.9, 1e-3};
-  if (dataset == "cifar10") return {500, 20, 200, 1000, 0.01, 0.95, 0.9, 5e-3};
-  return {512, 20, 128, 5000, 0.05, 0.9, 0.9, 1e-5};  // fashion-mnist, mnist
+  if (dataset == "spiral") return {100, 200, 100, 0, "sgd", "exp", 0.3, 0.995, 0.9, 1e-3};
+  if (dataset == "cifar10") return {500, 20, 200, 1000, "sgd", "exp", 0.01, 0.95, 0.9, 5e-3};
+  return {512, 20, 128, 5000, "adam", "cosine", 1e-3, 0.9, 0.9, 1e-4};  // fashion-mnist, mnist
 }
 
 struct Data {
@@ -212,7 +214,9 @@ int run(Config c) {
   if (c.epochs == 0) c.epochs = def.epochs;
   if (c.batch_size == 0) c.batch_size = def.batch_size;
   if (c.val_size < 0) c.val_size = def.val_size;
-  if (c.lr == 0) c.lr = c.optimizer == "adam" ? 1e-3 : def.lr;
+  if (c.optimizer.empty()) c.optimizer = def.optimizer;
+  if (c.schedule.empty()) c.schedule = def.schedule;
+  if (c.lr == 0) c.lr = c.optimizer == def.optimizer ? def.lr : c.optimizer == "adam" ? 1e-3 : 0.05;
   if (c.lr_decay == 0) c.lr_decay = def.lr_decay;
   if (c.momentum < 0) c.momentum = def.momentum;
   if (c.reg < 0) c.reg = def.reg;
@@ -232,10 +236,12 @@ int run(Config c) {
       c.dataset, d.train.size(), d.val.size(), d.test.size(), d.train.features(),
       d.train.num_classes, load_seconds);
   fmt::print(
-      "model: {} -> {} -> {}, {} lr {} (decay {}/epoch), momentum {}, reg {}, batch {}, "
-      "{} epochs, {} threads\n",
-      d.train.features(), c.hidden, d.train.num_classes, c.optimizer, c.lr, c.lr_decay, c.momentum,
-      c.reg, c.batch_size, c.epochs, c.threads);
+      "model: {} -> {} -> {}, {} lr {} ({} schedule{}){}, reg {}, batch {}, {} epochs, {} "
+      "threads\n",
+      d.train.features(), c.hidden, d.train.num_classes, c.optimizer, c.lr, c.schedule,
+      c.schedule == "exp" ? fmt::format(", x{}/epoch", c.lr_decay) : "",
+      c.optimizer == "sgd" ? fmt::format(", momentum {}", c.momentum) : "", c.reg, c.batch_size,
+      c.epochs, c.threads);
 
   ag::Generator gen(c.seed);
   nn::TwoLayerNet model(d.train.features(), c.hidden, d.train.num_classes, gen);
@@ -252,7 +258,10 @@ int run(Config c) {
   options.epochs = c.epochs;
   options.batch_size = c.batch_size;
   options.reg = c.reg;
-  options.schedule = nn::LrSchedule::exponential(c.lr_decay);
+  options.schedule = c.schedule == "cosine" ? nn::LrSchedule::cosine(c.epochs)
+                     : c.schedule == "step"
+                         ? nn::LrSchedule::step(std::max<int64_t>(1, c.epochs / 3), 0.1)
+                         : nn::LrSchedule::exponential(c.lr_decay);
   options.seed = c.seed;
   if (tty)
     options.on_step = [](int64_t step, int64_t steps, double loss) {
@@ -302,6 +311,7 @@ int run(Config c) {
       {"batch_size", c.batch_size},
       {"optimizer", c.optimizer},
       {"lr", c.lr},
+      {"schedule", c.schedule},
       {"lr_decay", c.lr_decay},
       {"momentum", c.momentum},
       {"reg", c.reg},
@@ -336,11 +346,15 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
   app.add_option("--batch-size", c.batch_size, "Examples per step")
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 24));
-  app.add_option("--optimizer", c.optimizer, "sgd (Nesterov momentum) or adam")
+  app.add_option("--optimizer", c.optimizer, "sgd (Nesterov momentum) or adam (default for images)")
       ->check(CLI::IsMember({"sgd", "adam"}));
   app.add_option("--lr", c.lr, "Learning rate")->check(CLI::Range(1e-9, 1e3));
   app.add_option("--lr-decay", c.lr_decay, "Learning rate factor per epoch")
       ->check(CLI::Range(1e-9, 1.0));
+  app.add_option("--schedule", c.schedule,
+                 "Learning-rate schedule: exp (times --lr-decay each epoch), step (x0.1 every "
+                 "third of the run) or cosine (to 0 at the end)")
+      ->check(CLI::IsMember({"exp", "step", "cosine"}));
   app.add_option("--momentum", c.momentum, "SGD momentum (0 for plain SGD)")
       ->check(CLI::Range(0.0, 0.999));
   app.add_option("--reg", c.reg, "L2 strength: loss += reg * (|W1|^2 + |W2|^2)")

@@ -1,6 +1,8 @@
 // The one place that talks to CBLAS. Row-major GEMM with transposes passed as flags.
 #include <cblas.h>
 
+#include <limits>
+
 #include "autograd/detail/dispatch.h"
 #include "autograd/threads.h"
 
@@ -11,6 +13,9 @@ namespace {
 template <class T, class Gemm>
 void gemm_impl(Gemm cblas_gemm, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
                T alpha, const T* A, const T* B, T beta, T* C) {
+  constexpr int64_t kMax = std::numeric_limits<int>::max();  // CBLAS takes int dimensions
+  if (M > kMax || N > kMax || K > kMax)
+    fail("matmul: dimensions {} x {} x {} exceed the BLAS limit of {}", M, K, N, kMax);
   if (M == 0 || N == 0) return;
   if (K == 0) {  // an empty sum: C = beta * C (BLAS rejects a leading dimension of 0)
     for (int64_t i = 0; i < M * N; ++i) C[i] = beta == T(0) ? T(0) : beta * C[i];
