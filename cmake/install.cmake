@@ -15,7 +15,7 @@ if(TARGET autograd_nn)
     FILES_MATCHING PATTERN "*.h")
 endif()
 install(DIRECTORY ${PROJECT_SOURCE_DIR}/autograd/ DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/autograd
-  FILES_MATCHING PATTERN "*.h" PATTERN "detail" EXCLUDE)
+  FILES_MATCHING PATTERN "*.h" PATTERN "detail" EXCLUDE PATTERN "ops" EXCLUDE)
 
 install(EXPORT autogradTargets NAMESPACE autograd:: DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/autograd)
 configure_package_config_file(${CMAKE_CURRENT_LIST_DIR}/autogradConfig.cmake.in
