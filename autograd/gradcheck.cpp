@@ -81,15 +81,17 @@ GradcheckResult gradcheck(const GradcheckFn& fn, const std::vector<Tensor>& inpu
       p[i] = saved;
       const double numeric = (plus - minus) / (2.0 * options.eps);
       const double a = analytic.defined() ? analytic.data<double>()[i] : 0.0;
-      const double err = relative_error(a, numeric);
-      if (check.worst_index < 0 || err > check.max_rel_error) {
+      const double err = std::abs(a - numeric) <= options.atol ? 0.0 : relative_error(a, numeric);
+      // A NaN error (a NaN gradient) is the worst of all: it must win and then stay.
+      if (check.worst_index < 0 || err > check.max_rel_error ||
+          (std::isnan(err) && !std::isnan(check.max_rel_error))) {
         check.max_rel_error = err;
         check.worst_index = i;
         check.analytic = a;
         check.numeric = numeric;
       }
     }
-    if (check.max_rel_error >= options.tolerance) result.passed = false;
+    if (!(check.max_rel_error < options.tolerance)) result.passed = false;  // NaN fails
     result.inputs.push_back(check);
   }
   return result;

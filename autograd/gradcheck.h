@@ -18,6 +18,11 @@ struct GradcheckOptions {
   double tolerance = 1e-7;
   /// Seed of the fixed random weighting R used to reduce a non-scalar output to sum(out * R).
   uint64_t seed = 0;
+  /// An element also passes when |analytic - numeric| <= atol, whatever its relative error. A
+  /// central difference carries an absolute rounding error of about 1e-16 |f| / eps, which is a
+  /// large relative error for an element whose gradient is tiny next to the others (a softmax
+  /// probability near 0). 0: judge by relative error alone.
+  double atol = 0.0;
 };
 
 /// The result for one input.
