@@ -1,8 +1,10 @@
 // The caching allocator behind tensor storage. Freed blocks wait in a per-thread list keyed by
 // their (64-byte rounded) size, up to a cap; the next request of that size takes one back.
+// Small objects (allocate_small) wait in per-thread intrusive free lists, one per 16-byte class.
 #include "autograd/allocator.h"
 
 #include <algorithm>
+#include <array>
 #include <cstdlib>
 #include <new>
 #include <unordered_map>
@@ -13,19 +15,40 @@ namespace {
 
 constexpr std::size_t kAlignment = 64;
 constexpr std::size_t kMaxCachedBytes = std::size_t{512} << 20;  // per thread
+// Blocks up to this size are found by indexing an array with their size; larger ones by hashing.
+constexpr std::size_t kDirectClasses = 1024;  // 64 KiB in 64-byte steps
+
+constexpr std::size_t kSmallGranule = 16;
+constexpr std::size_t kSmallClasses = 32;                    // objects up to 512 bytes
+constexpr std::size_t kMaxSmallFree = std::size_t{1} << 16;  // per class and thread
 
 std::size_t rounded(std::size_t bytes) {
   return (std::max<std::size_t>(bytes, 1) + kAlignment - 1) / kAlignment * kAlignment;
 }
 
+struct FreeObject {
+  FreeObject* next;
+};
+
 struct BlockCache {
-  std::unordered_map<std::size_t, std::vector<void*>> free_blocks;  // by rounded size
+  std::array<std::vector<void*>, kDirectClasses> small_blocks;       // [size / 64 - 1]
+  std::unordered_map<std::size_t, std::vector<void*>> large_blocks;  // by rounded size
+  std::array<FreeObject*, kSmallClasses> free_objects{};             // [(bytes - 1) / 16]
+  std::array<std::size_t, kSmallClasses> free_object_count{};
   AllocatorStats stats;
 
+  std::vector<void*>& blocks_of(std::size_t size) {
+    const std::size_t index = size / kAlignment - 1;
+    return index < kDirectClasses ? small_blocks[index] : large_blocks[size];
+  }
   void release_all() {
-    for (auto& [size, blocks] : free_blocks)
+    for (auto& blocks : small_blocks) {
       for (void* block : blocks) std::free(block);
-    free_blocks.clear();
+      blocks.clear();
+    }
+    for (auto& [size, blocks] : large_blocks)
+      for (void* block : blocks) std::free(block);
+    large_blocks.clear();
     stats.cached_bytes = 0;
   }
   ~BlockCache();
@@ -38,6 +61,8 @@ thread_local BlockCache cache;
 
 BlockCache::~BlockCache() {
   release_all();
+  for (FreeObject*& head : free_objects)
+    while (head) ::operator delete(std::exchange(head, head->next));
   cache_alive = false;
 }
 
@@ -56,10 +81,16 @@ namespace detail {
 void* allocate(std::size_t bytes) {
   const std::size_t size = rounded(bytes);
   if (cache_alive) {
-    auto it = cache.free_blocks.find(size);
-    if (it != cache.free_blocks.end() && !it->second.empty()) {
-      void* block = it->second.back();
-      it->second.pop_back();
+    const std::size_t index = size / kAlignment - 1;
+    std::vector<void*>* blocks = nullptr;
+    if (index < kDirectClasses) {
+      blocks = &cache.small_blocks[index];
+    } else if (auto it = cache.large_blocks.find(size); it != cache.large_blocks.end()) {
+      blocks = &it->second;
+    }
+    if (blocks && !blocks->empty()) {
+      void* block = blocks->back();
+      blocks->pop_back();
       cache.stats.cached_bytes -= size;
       ++cache.stats.cache_hits;
       return block;
@@ -76,13 +107,33 @@ void deallocate(void* block, std::size_t bytes) noexcept {
   const std::size_t size = rounded(bytes);
   if (cache_alive && cache.stats.cached_bytes + size <= kMaxCachedBytes) {
     try {
-      cache.free_blocks[size].push_back(block);
+      cache.blocks_of(size).push_back(block);
       cache.stats.cached_bytes += size;
       return;
     } catch (...) {  // no memory for the bookkeeping: just free it
     }
   }
   std::free(block);
+}
+
+void* allocate_small(std::size_t bytes) {
+  const std::size_t c = (std::max<std::size_t>(bytes, 1) - 1) / kSmallGranule;
+  if (c >= kSmallClasses) return ::operator new(bytes);
+  if (cache_alive && cache.free_objects[c]) {
+    --cache.free_object_count[c];
+    return std::exchange(cache.free_objects[c], cache.free_objects[c]->next);
+  }
+  return ::operator new((c + 1) * kSmallGranule);  // the class's full size: any later use fits
+}
+
+void deallocate_small(void* p, std::size_t bytes) noexcept {
+  const std::size_t c = (std::max<std::size_t>(bytes, 1) - 1) / kSmallGranule;
+  if (c < kSmallClasses && cache_alive && cache.free_object_count[c] < kMaxSmallFree) {
+    cache.free_objects[c] = new (p) FreeObject{cache.free_objects[c]};
+    ++cache.free_object_count[c];
+    return;
+  }
+  ::operator delete(p);
 }
 
 }  // namespace detail

@@ -1,10 +1,16 @@
 // Tensor storage comes from a per-thread cache of freed blocks: a training step allocates the
 // same sizes as the step before, and gets them back without a system call (large blocks would
 // otherwise be mmap'ed, page-faulted and unmapped every step).
+//
+// The small objects a step creates by the dozen (tensor handles' state, storage headers, graph
+// nodes, with their reference counts) come from per-thread free lists the same way: the graph of
+// one step is freed all at once and its objects are handed to the next step's.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
+#include <utility>
 
 namespace ag {
 
@@ -25,6 +31,29 @@ namespace detail {
 void* allocate(std::size_t bytes);
 /// Gives back a block from allocate(bytes).
 void deallocate(void* block, std::size_t bytes) noexcept;
+
+/// A small object's memory (16-byte aligned), from this thread's free list for its size.
+void* allocate_small(std::size_t bytes);
+/// Gives back memory from allocate_small(bytes), on any thread.
+void deallocate_small(void* p, std::size_t bytes) noexcept;
+
+/// The allocator std::allocate_shared uses for the objects above.
+template <class T>
+struct SmallObjectAllocator {
+  using value_type = T;
+  SmallObjectAllocator() = default;
+  template <class U>
+  SmallObjectAllocator(const SmallObjectAllocator<U>&) noexcept {}
+  T* allocate(std::size_t n) { return static_cast<T*>(allocate_small(n * sizeof(T))); }
+  void deallocate(T* p, std::size_t n) noexcept { deallocate_small(p, n * sizeof(T)); }
+  friend bool operator==(SmallObjectAllocator, SmallObjectAllocator) { return true; }
+};
+
+/// std::make_shared, with the object and its reference counts in one block from the free lists.
+template <class T, class... Args>
+std::shared_ptr<T> make_pooled(Args&&... args) {
+  return std::allocate_shared<T>(SmallObjectAllocator<T>{}, std::forward<Args>(args)...);
+}
 }  // namespace detail
 
 }  // namespace ag

@@ -3,10 +3,14 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <bit>
+#include <cstdint>
 #include <stdexcept>
-#include <unordered_set>
 #include <utility>
 
+#include "autograd/allocator.h"
+#include "autograd/detail/anomaly.h"
 #include "autograd/detail/dispatch.h"
 
 namespace ag {
@@ -34,8 +38,15 @@ Node::~Node() {
     n.backward = nullptr;
     n.forward = nullptr;
     n.inputs.clear();
-    for (Edge& e : n.next)
-      if (e.node && e.node.use_count() == 1) pending.push_back(std::move(e.node));
+    // Edge by edge, so that when several edges hold the same node (add(h, h)) the earlier ones
+    // let go first and the last one, now the only owner, takes it apart here.
+    for (Edge& e : n.next) {
+      if (!e.node) continue;
+      if (e.node.use_count() == 1)
+        pending.push_back(std::move(e.node));
+      else
+        e.node.reset();
+    }
     n.next.clear();
   };
   harvest(*this);
@@ -57,7 +68,8 @@ bool needs_grad(std::initializer_list<const Tensor*> inputs) {
 
 void record(Tensor& output, const char* name, std::vector<Tensor> inputs, BackwardFn backward,
             ForwardFn forward, std::source_location where) {
-  auto node = std::make_shared<Node>();
+  if (anomaly_enabled) check_forward_finite(output, name, where);  // AnomalyGuard
+  auto node = make_pooled<Node>();
   node->name = name;
   node->next.reserve(inputs.size());
   for (Tensor& input : inputs) {
@@ -68,7 +80,9 @@ void record(Tensor& output, const char* name, std::vector<Tensor> inputs, Backwa
       node->next.push_back({nullptr, impl});
     else
       node->next.push_back({});
-    input = input.detach();  // the node keeps values, never the graph behind them
+    // The node keeps values, never the graph behind them. A leaf has no graph behind it (and its
+    // edge holds it anyway), so it is kept as it is.
+    if (impl->grad_fn) input = input.detach();
   }
   node->inputs = std::move(inputs);
   node->backward = std::move(backward);
@@ -79,23 +93,61 @@ void record(Tensor& output, const char* name, std::vector<Tensor> inputs, Backwa
   output.impl()->grad_fn = std::move(node);
 }
 
+namespace {
+
+// The nodes one traversal has seen: open addressing in one flat array, so that marking a node
+// allocates nothing (std::unordered_set allocates once per element).
+class NodeSet {
+ public:
+  /// Adds `node`; false when it was already there.
+  bool insert(Node* node) {
+    if (2 * (size_ + 1) > slots_.size()) rehash(std::max<std::size_t>(64, 2 * slots_.size()));
+    std::size_t i = slot_of(node);
+    while (slots_[i] && slots_[i] != node) i = (i + 1) & (slots_.size() - 1);
+    if (slots_[i]) return false;
+    slots_[i] = node;
+    ++size_;
+    return true;
+  }
+
+ private:
+  std::size_t slot_of(const Node* node) const {  // Fibonacci hashing: the product's top bits
+    const auto bits = static_cast<uint64_t>(reinterpret_cast<std::uintptr_t>(node));
+    return static_cast<std::size_t>((bits * uint64_t{0x9E3779B97F4A7C15}) >> shift_);
+  }
+  void rehash(std::size_t capacity) {  // capacity: a power of two
+    const std::vector<Node*> old = std::exchange(slots_, std::vector<Node*>(capacity));
+    shift_ = 64 - std::countr_zero(capacity);
+    size_ = 0;
+    for (Node* node : old)
+      if (node) insert(node);
+  }
+  std::vector<Node*> slots_;
+  std::size_t size_ = 0;
+  int shift_ = 0;
+};
+
+}  // namespace
+
 std::vector<Node*> topological_order(Node* root) {
   // Iterative depth-first search; a node is emitted after everything that feeds it, so the
   // reversed list visits every consumer of a node's output before the node itself.
   std::vector<Node*> post_order;
-  std::unordered_set<Node*> seen{root};
+  NodeSet seen;
+  seen.insert(root);
   std::vector<std::pair<Node*, std::size_t>> stack{{root, 0}};
   while (!stack.empty()) {
     auto& [node, next_edge] = stack.back();
     if (next_edge < node->next.size()) {
       Node* child = node->next[next_edge++].node.get();
-      if (child && seen.insert(child).second) stack.emplace_back(child, 0);
+      if (child && seen.insert(child)) stack.emplace_back(child, 0);
     } else {
       post_order.push_back(node);
       stack.pop_back();
     }
   }
-  return {post_order.rbegin(), post_order.rend()};
+  std::reverse(post_order.begin(), post_order.end());
+  return post_order;
 }
 
 namespace {
@@ -173,6 +225,7 @@ void run_backward(const Tensor& root, BackwardOptions options) {
       const Edge& edge = node->next[i];
       if (!grads[i].defined() || !edge.needs_grad()) continue;
       check_gradient(*node, i, grads[i]);
+      if (anomaly_enabled) check_backward_finite(*node, i, grads[i]);  // AnomalyGuard
       if (edge.node)
         accumulate_into_node(edge.node->grad, std::move(grads[i]));
       else

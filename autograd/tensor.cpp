@@ -13,6 +13,7 @@
 
 #include "autograd/allocator.h"
 #include "autograd/detail/dispatch.h"
+#include "autograd/detail/parallel.h"
 #include "autograd/graph.h"
 #include "autograd/ops.h"
 
@@ -96,35 +97,25 @@ void check_same_dtype(const char* op, const Tensor& a, const Tensor& b) {
 // ---- Tensor ----
 
 Tensor Tensor::empty(Shape shape, DType dtype) {
-  auto impl = std::make_shared<TensorImpl>();
+  auto impl = detail::make_pooled<TensorImpl>();
   impl->numel = shape_numel(shape);
   const std::size_t elem = dtype == DType::Float64 ? sizeof(double) : sizeof(float);
   if (static_cast<uint64_t>(impl->numel) > std::numeric_limits<std::size_t>::max() / elem)
     detail::fail("Tensor::empty: shape {} is too large", shape_str(shape));
-  impl->storage = std::make_shared<detail::Storage>(static_cast<std::size_t>(impl->numel) * elem);
+  impl->storage =
+      detail::make_pooled<detail::Storage>(static_cast<std::size_t>(impl->numel) * elem);
   impl->shape = std::move(shape);
   impl->dtype = dtype;
   return Tensor(std::move(impl));
 }
 
-const TensorImpl& Tensor::checked() const {
-  if (!impl_) throw std::logic_error("ag::Tensor: use of an undefined tensor");
-  return *impl_;
+void Tensor::throw_undefined() {
+  throw std::logic_error("ag::Tensor: use of an undefined tensor");
 }
 
-TensorImpl& Tensor::checked() {
-  if (!impl_) throw std::logic_error("ag::Tensor: use of an undefined tensor");
-  return *impl_;
-}
-
-const Shape& Tensor::shape() const {
-  return checked().shape;
-}
-int64_t Tensor::numel() const {
-  return checked().numel;
-}
-DType Tensor::dtype() const {
-  return checked().dtype;
+void Tensor::throw_dtype_mismatch(DType dtype, const char* asked_for) {
+  throw std::invalid_argument(std::string("Tensor::data: tensor is ") + dtype_name(dtype) +
+                              ", asked for " + asked_for);
 }
 
 int64_t Tensor::size(int64_t d) const {
@@ -182,7 +173,7 @@ void Tensor::backward(BackwardOptions options) const {
 
 Tensor Tensor::detach() const {
   const TensorImpl& t = checked();
-  auto impl = std::make_shared<TensorImpl>();
+  auto impl = detail::make_pooled<TensorImpl>();
   impl->storage = t.storage;
   impl->shape = t.shape;
   impl->numel = t.numel;
@@ -201,8 +192,12 @@ Tensor Tensor::to(DType dtype) const {
 }
 
 Tensor& Tensor::fill_(double value) {
-  detail::dispatch(dtype(),
-                   [&]<class T>() { std::fill_n(data<T>(), numel(), static_cast<T>(value)); });
+  detail::dispatch(dtype(), [&]<class T>() {
+    T* p = data<T>();
+    detail::parallel_for(numel(), detail::kElementwiseGrain, [&](int64_t begin, int64_t end) {
+      std::fill(p + begin, p + end, static_cast<T>(value));
+    });
+  });
   return *this;
 }
 
@@ -214,7 +209,8 @@ Tensor& Tensor::copy_(const Tensor& source) {
     T* dst = data<T>();
     detail::dispatch(source.dtype(), [&]<class S>() {
       const S* src = source.data<S>();
-      for (int64_t i = 0; i < numel(); ++i) dst[i] = static_cast<T>(src[i]);
+      const int64_t n = numel();
+      for (int64_t i = 0; i < n; ++i) dst[i] = static_cast<T>(src[i]);
     });
   });
   return *this;
@@ -229,7 +225,9 @@ Tensor& Tensor::add_(const Tensor& other, double alpha) {
     T* dst = data<T>();
     const T* src = other.data<T>();
     const T a = static_cast<T>(alpha);
-    for (int64_t i = 0; i < numel(); ++i) dst[i] += a * src[i];
+    detail::parallel_for(numel(), detail::kElementwiseGrain, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) dst[i] += a * src[i];
+    });
   });
   return *this;
 }
@@ -238,7 +236,8 @@ Tensor& Tensor::mul_(double factor) {
   detail::dispatch(dtype(), [&]<class T>() {
     T* p = data<T>();
     const T f = static_cast<T>(factor);
-    for (int64_t i = 0; i < numel(); ++i) p[i] *= f;
+    const int64_t n = numel();
+    for (int64_t i = 0; i < n; ++i) p[i] *= f;
   });
   return *this;
 }

@@ -121,8 +121,11 @@ class Tensor {
   const std::shared_ptr<TensorImpl>& impl() const { return impl_; }
 
  private:
+  // Inline, so that loops bounded by numel() or reading shape() and data() compile to plain loads.
   const TensorImpl& checked() const;
   TensorImpl& checked();
+  [[noreturn]] static void throw_undefined();
+  [[noreturn]] static void throw_dtype_mismatch(DType dtype, const char* asked_for);
   std::shared_ptr<TensorImpl> impl_;
 };
 
@@ -164,13 +167,30 @@ struct TensorImpl {
   std::shared_ptr<Node> grad_fn;  // non-leaves: the op that produced this tensor
 };
 
+inline const TensorImpl& Tensor::checked() const {
+  if (!impl_) throw_undefined();
+  return *impl_;
+}
+inline TensorImpl& Tensor::checked() {
+  if (!impl_) throw_undefined();
+  return *impl_;
+}
+inline const Shape& Tensor::shape() const {
+  return checked().shape;
+}
+inline int64_t Tensor::numel() const {
+  return checked().numel;
+}
+inline DType Tensor::dtype() const {
+  return checked().dtype;
+}
+
 template <class T>
 T* Tensor::data() {
   static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>, "float or double");
   TensorImpl& t = checked();
   if ((std::is_same_v<T, float> ? DType::Float32 : DType::Float64) != t.dtype)
-    throw std::invalid_argument(std::string("Tensor::data: tensor is ") + dtype_name(t.dtype) +
-                                ", asked for " + (std::is_same_v<T, float> ? "float" : "double"));
+    throw_dtype_mismatch(t.dtype, std::is_same_v<T, float> ? "float" : "double");
   return static_cast<T*>(t.storage->data);
 }
 

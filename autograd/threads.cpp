@@ -1,28 +1,139 @@
-// Thread control. OpenBLAS exports openblas_set_num_threads; other BLAS libraries do not, so it
-// is declared weak and used only when present.
+// Thread control. Matrix products and the large element-wise loops split their work over a small
+// pool of our own workers (detail::parallel_for), each part a single-threaded BLAS call or loop:
+// on this library's shapes (a batch of a few hundred rows) that beats handing OpenBLAS the whole
+// product with its own threads, and it lets the element-wise passes use every core too.
+//
+// OpenBLAS exports openblas_set_num_threads; other BLAS libraries do not, so it is declared weak
+// and used only when present (to keep OpenBLAS itself single-threaded under our workers).
 #include "autograd/threads.h"
 
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <mutex>
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <vector>
+
+#include "autograd/detail/parallel.h"
 
 extern "C" {
 void openblas_set_num_threads(int) __attribute__((weak));
-int openblas_get_num_threads() __attribute__((weak));
 }
 
 namespace ag {
+namespace {
+
+// True on the pool's workers, and on a caller while it runs its own chunk: a parallel_for
+// started there runs serially instead of waiting for workers that are busy with its parent.
+thread_local bool inside_parallel = false;
+
+class ThreadPool {
+ public:
+  explicit ThreadPool(int threads) {
+    if (openblas_set_num_threads) openblas_set_num_threads(1);  // we split; each part is serial
+    for (int k = 1; k < threads; ++k) workers_.emplace_back([this, k] { work(k); });
+  }
+  ~ThreadPool() {
+    stop_ = true;
+    generation_.fetch_add(1, std::memory_order_release);
+    generation_.notify_all();
+    for (std::thread& t : workers_) t.join();
+  }
+  int threads() const { return static_cast<int>(workers_.size()) + 1; }
+
+  void run(int64_t n, int64_t grain, void (*chunk)(void*, int64_t, int64_t), void* ctx) {
+    const int64_t parts = std::min<int64_t>(threads(), grain > 0 ? n / grain : n);
+    std::unique_lock lock(busy_, std::try_to_lock);
+    if (parts < 2 || inside_parallel || !lock.owns_lock()) return chunk(ctx, 0, n);
+    job_ = {chunk, ctx, n, parts};
+    pending_.store(static_cast<int>(workers_.size()), std::memory_order_relaxed);
+    generation_.fetch_add(1, std::memory_order_release);
+    generation_.notify_all();
+    inside_parallel = true;
+    run_part(0);
+    inside_parallel = false;
+    for (int left; (left = pending_.load(std::memory_order_acquire)) != 0;)
+      pending_.wait(left, std::memory_order_acquire);
+  }
+
+ private:
+  struct Job {
+    void (*chunk)(void*, int64_t, int64_t) = nullptr;
+    void* ctx = nullptr;
+    int64_t n = 0, parts = 0;
+  };
+
+  void run_part(int64_t k) const {
+    if (k < job_.parts)
+      job_.chunk(job_.ctx, job_.n * k / job_.parts, job_.n * (k + 1) / job_.parts);
+  }
+
+  void work(int k) {
+    inside_parallel = true;
+    uint32_t seen = 0;
+    while (true) {
+      // Spin briefly before sleeping: a training step issues its products microseconds apart,
+      // and waking a sleeping thread costs about as long as a small product.
+      const auto spin_until = std::chrono::steady_clock::now() + std::chrono::microseconds(50);
+      while (generation_.load(std::memory_order_acquire) == seen &&
+             std::chrono::steady_clock::now() < spin_until) {
+      }
+      generation_.wait(seen, std::memory_order_acquire);
+      seen = generation_.load(std::memory_order_acquire);
+      if (stop_) return;
+      run_part(k);
+      if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) pending_.notify_one();
+    }
+  }
+
+  std::vector<std::thread> workers_;
+  std::mutex busy_;  // one parallel_for at a time
+  Job job_;
+  std::atomic<uint32_t> generation_{0};  // bumped once per job (and to stop)
+  std::atomic<int> pending_{0};          // workers that have not finished the current job
+  std::atomic<bool> stop_{false};
+};
+
+std::mutex pool_mutex;
+int requested_threads = 0;  // 0: one per core
+std::unique_ptr<ThreadPool> pool;
+
+ThreadPool& the_pool() {
+  const std::lock_guard lock(pool_mutex);
+  if (!pool) {
+    const int n = requested_threads > 0
+                      ? requested_threads
+                      : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    pool = std::make_unique<ThreadPool>(n);
+  }
+  return *pool;
+}
+
+}  // namespace
 
 void set_num_threads(int n) {
   if (n < 1)
     throw std::invalid_argument("set_num_threads: need at least 1 thread, got " +
                                 std::to_string(n));
-  if (openblas_set_num_threads) openblas_set_num_threads(n);
+  const std::lock_guard lock(pool_mutex);
+  requested_threads = n;
+  if (pool && pool->threads() != n) pool.reset();  // started again with n threads on next use
 }
 
 int get_num_threads() {
-  if (openblas_get_num_threads) return openblas_get_num_threads();
-  return 1;
+  return the_pool().threads();
 }
 
+namespace detail {
+
+void run_parallel(int64_t n, int64_t grain, void (*chunk)(void*, int64_t, int64_t), void* ctx) {
+  if (n < 2 * grain || inside_parallel) return chunk(ctx, 0, n);
+  the_pool().run(n, grain, chunk, ctx);
+}
+
+}  // namespace detail
 }  // namespace ag

@@ -12,6 +12,7 @@
 #include <cstring>
 #include <limits>
 #include <stdexcept>
+#include <system_error>
 
 namespace report {
 
@@ -30,6 +31,17 @@ void write_file(const std::filesystem::path& path, const std::string& contents) 
   const bool flushed = std::fflush(f) == 0 && ::fsync(::fileno(f)) == 0;
   if (std::fclose(f) != 0 || !written || !flushed) fail("write");
   if (std::rename(tmp.c_str(), path.c_str()) != 0) fail("rename");
+}
+
+void check_writable(const std::filesystem::path& dir) {
+  const std::filesystem::path probe = dir / fmt::format(".write-test.{}", ::getpid());
+  std::FILE* f = std::fopen(probe.c_str(), "wb");
+  if (!f)
+    throw std::runtime_error(
+        fmt::format("cannot write into {}: {}", dir.string(), std::strerror(errno)));
+  std::fclose(f);
+  std::error_code ignored;
+  std::filesystem::remove(probe, ignored);
 }
 
 namespace {

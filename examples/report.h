@@ -15,6 +15,10 @@ namespace report {
 /// path and the system's reason.
 void write_file(const std::filesystem::path& path, const std::string& contents);
 
+/// Throws std::runtime_error naming `dir` and the system's reason unless a file can be created in
+/// it (by creating and removing one), so that a run can fail before it trains, not after.
+void check_writable(const std::filesystem::path& dir);
+
 struct Series {
   std::string label;
   std::vector<double> x, y;

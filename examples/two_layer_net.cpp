@@ -10,7 +10,6 @@
 #include <fmt/chrono.h>
 #include <fmt/format.h>
 #include <unistd.h>
-#include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
 #include <chrono>
@@ -19,36 +18,29 @@
 #include <ctime>
 #include <exception>
 #include <filesystem>
+#include <iostream>
+#include <stdexcept>
 #include <string>
 #include <thread>
+#include <variant>
 
 #include "autograd/autograd.h"
+#include "cli.h"
 #include "nn/checkpoint.h"
 #include "nn/data.h"
 #include "nn/optim.h"
 #include "nn/trainer.h"
 #include "nn/two_layer_net.h"
 #include "report.h"
+#include "saved_model.h"
 
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
 namespace {
 
-const char* const kDefaultFashionDir = "/usr/share/datasets/fashion-mnist";
-
-struct Config {
-  std::string dataset;  // empty: Fashion-MNIST if installed, else the spiral
-  std::string data_dir;
-  int64_t hidden = 0, epochs = 0, batch_size = 0, val_size = -1;
-  int64_t train_limit = 0, test_limit = 0;
-  std::string optimizer, schedule;  // empty: the dataset's default
-  double lr = 0, lr_decay = 0, momentum = 0, reg = -1;
-  uint64_t seed = 0;
-  int threads = 0;
-  std::string out, load;
-  bool quiet = false;
-};
+using two_layer_net::Config;
+using two_layer_net::kDefaultFashionDir;
 
 // Tuned defaults per dataset; any flag given on the command line wins. Fashion-MNIST's reach
 // test accuracy 0.90 in 20 epochs (docs/results.md).
@@ -177,18 +169,16 @@ fs::path default_out_dir(const std::string& dataset) {
 // --load FILE: rebuild the model from the checkpoint's shapes and evaluate it on the raw test
 // set, standardised with the statistics the checkpoint carries.
 int evaluate_saved(const Config& c) {
-  const nn::Safetensors file = nn::load_safetensors(c.load);
-  const ag::Tensor& W1 = file.at("W1");
-  const ag::Tensor& W2 = file.at("W2");
-  ag::Generator gen(0);
-  nn::TwoLayerNet model(W1.size(0), W1.size(1), W2.size(1), gen);
-  nn::load(model, c.load);
-  const nn::Standardizer saved{file.at("input_mean"), file.at("input_std")};
-
+  const two_layer_net::SavedModel saved = two_layer_net::load_saved_model(c.load);
   nn::Dataset test = load_raw(c).second;
-  saved.apply(test);
+  if (test.features() != saved.model.input_size())
+    throw std::invalid_argument(
+        fmt::format("the model in {} takes {} features, the {} test set "
+                    "has {} (pass the --dataset it was trained on)",
+                    c.load, saved.model.input_size(), c.dataset, test.features()));
+  saved.norm.apply(test);
   fmt::print("{}: test accuracy {:.4f} on {} {} examples (hidden {})\n", c.load,
-             nn::accuracy(model, test), test.size(), c.dataset, model.hidden_size());
+             nn::accuracy(saved.model, test), test.size(), c.dataset, saved.model.hidden_size());
   return 0;
 }
 
@@ -229,6 +219,7 @@ int run(Config c) {
   const auto t0 = Clock::now();
   const fs::path out = c.out.empty() ? default_out_dir(c.dataset) : fs::path(c.out);
   fs::create_directories(out);
+  report::check_writable(out);  // fail now rather than after training
   Data d = load_data(c);
   const double load_seconds = std::chrono::duration<double>(Clock::now() - t0).count();
   fmt::print(
@@ -331,58 +322,10 @@ int run(Config c) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  Config c;
-  c.momentum = -1;
-  CLI::App app{"Trains a two-layer classifier built from autograd ops and writes its results."};
-  app.add_option("--dataset", c.dataset,
-                 "fashion-mnist (default if installed), mnist, cifar10 or spiral")
-      ->check(CLI::IsMember({"fashion-mnist", "mnist", "cifar10", "spiral"}));
-  app.add_option("--data-dir", c.data_dir,
-                 "Directory with the dataset's files (default: $FASHION_MNIST_DIR or " +
-                     std::string(kDefaultFashionDir) + ")");
-  app.add_option("--hidden", c.hidden, "Hidden units")
-      ->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
-  app.add_option("--epochs", c.epochs, "Passes over the training set")
-      ->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
-  app.add_option("--batch-size", c.batch_size, "Examples per step")
-      ->check(CLI::Range(int64_t{1}, int64_t{1} << 24));
-  app.add_option("--optimizer", c.optimizer, "sgd (Nesterov momentum) or adam (default for images)")
-      ->check(CLI::IsMember({"sgd", "adam"}));
-  app.add_option("--lr", c.lr, "Learning rate")->check(CLI::Range(1e-9, 1e3));
-  app.add_option("--lr-decay", c.lr_decay, "Learning rate factor per epoch")
-      ->check(CLI::Range(1e-9, 1.0));
-  app.add_option("--schedule", c.schedule,
-                 "Learning-rate schedule: exp (times --lr-decay each epoch), step (x0.1 every "
-                 "third of the run) or cosine (to 0 at the end)")
-      ->check(CLI::IsMember({"exp", "step", "cosine"}));
-  app.add_option("--momentum", c.momentum, "SGD momentum (0 for plain SGD)")
-      ->check(CLI::Range(0.0, 0.999));
-  app.add_option("--reg", c.reg, "L2 strength: loss += reg * (|W1|^2 + |W2|^2)")
-      ->check(CLI::Range(0.0, 1e3));
-  app.add_option("--seed", c.seed, "Seed for initialisation, shuffling and the validation split");
-  app.add_option("--threads", c.threads, "Threads for matrix products (default: all cores)")
-      ->check(CLI::Range(1, 1024));
-  app.add_option("--val-size", c.val_size, "Training examples held out for validation")
-      ->check(CLI::NonNegativeNumber);
-  app.add_option("--train-limit", c.train_limit, "Use only the first N training examples")
-      ->check(CLI::NonNegativeNumber);
-  app.add_option("--test-limit", c.test_limit, "Use only the first N test examples")
-      ->check(CLI::NonNegativeNumber);
-  app.add_option("--out", c.out, "Output directory (default: runs/<dataset>-<time>)");
-  app.add_option("--load", c.load,
-                 "Evaluate a saved model.safetensors on the test set instead of training")
-      ->check(CLI::ExistingFile);
-  app.add_flag("--quiet", c.quiet, "No progress bar");
+  auto parsed = two_layer_net::parse_args(argc, argv, std::cout, std::cerr);
+  if (const int* exit_code = std::get_if<int>(&parsed)) return *exit_code;
   try {
-    app.parse(argc, argv);
-  } catch (const CLI::CallForHelp& e) {
-    return app.exit(e);
-  } catch (const CLI::ParseError& e) {
-    fmt::print(stderr, "two_layer_net: {} (see --help)\n", e.what());
-    return 2;
-  }
-  try {
-    return run(c);
+    return run(std::get<Config>(std::move(parsed)));
   } catch (const std::exception& e) {
     fmt::print(stderr, "two_layer_net: error: {}\n", e.what());
     return 1;

@@ -43,6 +43,7 @@ using nlohmann::json;
 
 constexpr uint64_t kLengthBytes = 8;
 constexpr uint64_t kMaxHeaderBytes = 100'000'000;  // the Python library's limit
+constexpr int kMaxHeaderDepth = 8;                 // a valid header needs 3
 constexpr uint64_t kMaxU64 = std::numeric_limits<uint64_t>::max();
 
 const char* safetensors_dtype(ag::DType dtype) {
@@ -174,6 +175,13 @@ void read_at(int fd, const fs::path& path, void* out, uint64_t size, uint64_t of
   }
 }
 
+/// `value` as JSON, for a message: at most 100 characters.
+std::string brief(const json& value) {
+  std::string text = value.dump();
+  if (text.size() > 100) text = text.substr(0, 97) + "...";
+  return text;
+}
+
 /// One header entry, checked on its own (not yet against the others).
 struct Entry {
   std::string name;
@@ -187,9 +195,11 @@ Entry parse_entry(const fs::path& path, const std::string& name, const json& inf
   auto bad = [&](const std::string& message) {
     return CheckpointError(path, fmt::format("header entry '{}': {}", name, message));
   };
+  // save_safetensors refuses an empty name, so load does too: what loads can be saved again.
+  if (name.empty()) throw bad("a tensor name must not be empty");
   if (!info.is_object())
     throw bad(fmt::format("expected an object with dtype, shape and data_offsets, found {}",
-                          info.dump()));
+                          brief(info)));
   for (const char* key : {"dtype", "shape", "data_offsets"})
     if (!info.contains(key)) throw bad(fmt::format("missing \"{}\"", key));
 
@@ -198,7 +208,7 @@ Entry parse_entry(const fs::path& path, const std::string& name, const json& inf
   if (dtype == "F64") {
     entry.dtype = ag::DType::Float64;
   } else if (dtype != "F32") {
-    throw bad(fmt::format("dtype {} is not supported (only F32 and F64 are)", dtype.dump()));
+    throw bad(fmt::format("dtype {} is not supported (only F32 and F64 are)", brief(dtype)));
   }
   const char* dtype_name = safetensors_dtype(entry.dtype);
 
@@ -210,7 +220,7 @@ Entry parse_entry(const fs::path& path, const std::string& name, const json& inf
       });
   if (!shape_ok)
     throw bad(
-        fmt::format("shape must be an array of non-negative integers, found {}", shape.dump()));
+        fmt::format("shape must be an array of non-negative integers, found {}", brief(shape)));
   uint64_t bytes = item_size(entry.dtype);
   for (const json& d : shape) {
     const uint64_t extent = d.get<uint64_t>();
@@ -224,7 +234,7 @@ Entry parse_entry(const fs::path& path, const std::string& name, const json& inf
   if (!offsets.is_array() || offsets.size() != 2 || !offsets[0].is_number_unsigned() ||
       !offsets[1].is_number_unsigned())
     throw bad(fmt::format("data_offsets must be [begin, end], non-negative integers, found {}",
-                          offsets.dump()));
+                          brief(offsets)));
   entry.begin = offsets[0].get<uint64_t>();
   entry.end = offsets[1].get<uint64_t>();
   if (entry.end < entry.begin)
@@ -240,7 +250,7 @@ std::map<std::string, std::string> parse_metadata(const fs::path& path, const js
   auto bad = [&] {
     return CheckpointError(
         path,
-        fmt::format("\"__metadata__\" must map strings to strings, found {}", metadata.dump()));
+        fmt::format("\"__metadata__\" must map strings to strings, found {}", brief(metadata)));
   };
   if (!metadata.is_object()) throw bad();
   std::map<std::string, std::string> out;
@@ -366,12 +376,25 @@ Safetensors load_safetensors(const fs::path& path) {
   std::string text(n, '\0');
   read_at(file.get(), path, text.data(), n, kLengthBytes);
 
+  // A header needs three levels ({"name": {"shape": [...]}}); deeper nesting is refused while
+  // parsing, so nothing recursive (printing a value in a message, say) ever meets a deep one.
+  const json::parser_callback_t limit_depth = [&](int depth, json::parse_event_t event, json&) {
+    if (depth > kMaxHeaderDepth &&
+        (event == json::parse_event_t::object_start || event == json::parse_event_t::array_start))
+      throw CheckpointError(
+          path, kLengthBytes,
+          fmt::format("the header nests arrays or objects more than {} deep", kMaxHeaderDepth));
+    return true;
+  };
   json header;
   try {
-    header = json::parse(text);
+    header = json::parse(text, limit_depth);
   } catch (const json::parse_error& e) {
     throw CheckpointError(path, kLengthBytes + (e.byte > 0 ? e.byte - 1 : 0),
                           fmt::format("the header is not valid JSON: {}", e.what()));
+  } catch (const json::exception& e) {  // e.g. a number too large for a double: 1e400
+    throw CheckpointError(path, kLengthBytes,
+                          fmt::format("the header cannot be read as JSON: {}", e.what()));
   }
   if (!header.is_object())
     throw CheckpointError(path, kLengthBytes,

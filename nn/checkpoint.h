@@ -60,8 +60,9 @@ struct Safetensors {
 };
 
 /// Reads a whole file, checking everything: the file is at least 8 bytes; the header length is
-/// at most 100 MB and fits in the file; the header is a JSON object; each entry's dtype is F32 or
-/// F64, its shape non-negative integers whose element count times item size equals end - begin
+/// at most 100 MB and fits in the file; the header is a JSON object nested at most 8 deep (a valid
+/// one needs 3); each entry has a non-empty name (as save requires), its dtype is F32 or F64, its
+/// shape non-negative integers whose element count times item size equals end - begin
 /// (without overflow); the offsets cover the data section exactly, without gaps or overlaps; the
 /// file is neither truncated nor followed by extra bytes. Throws CheckpointError on a bad file,
 /// std::system_error when it cannot be read.

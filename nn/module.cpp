@@ -20,8 +20,9 @@ NamedTensors Module::named_parameters() const {
   return out;
 }
 
-void Module::zero_grad() {
-  for (ag::Tensor& p : parameters()) p.zero_grad();
+void Module::zero_grad() {  // every training step: walk the parameters without copying names
+  for (auto& [name, tensor] : parameters_) tensor.zero_grad();
+  for (auto& [name, child] : children_) child->zero_grad();
 }
 
 ag::Tensor& Module::register_parameter(std::string name, ag::Tensor value) {

@@ -3,9 +3,11 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstring>
 #include <numeric>
 #include <stdexcept>
+#include <string>
 
 namespace nn {
 
@@ -42,6 +44,35 @@ double accuracy(const TwoLayerNet& model, const Dataset& data, int64_t batch_siz
 
 namespace {
 
+// Throws std::invalid_argument unless `data` (the `which` set) has one label per row, each in
+// [0, classes), and finite features; the message names the first bad row (and feature).
+void check_dataset(const Dataset& data, const char* which, int64_t classes) {
+  const int64_t N = data.size(), D = data.features();
+  const std::string set = std::string("train: the ") + which + " set";
+  if (static_cast<int64_t>(data.y.size()) != N)
+    throw std::invalid_argument(set + " has " + std::to_string(data.y.size()) + " labels for " +
+                                std::to_string(N) + " rows");
+  for (int64_t i = 0; i < N; ++i) {
+    const int32_t label = data.y[std::size_t(i)];
+    if (label < 0 || label >= classes)
+      throw std::invalid_argument(set + ": the label of row " + std::to_string(i) + " is " +
+                                  std::to_string(label) + ", outside the model's classes [0, " +
+                                  std::to_string(classes) + ")");
+  }
+  auto scan = [&](const auto* x) {
+    for (int64_t i = 0; i < N * D; ++i)
+      if (!std::isfinite(x[i]))
+        throw std::invalid_argument(set + " holds " + std::to_string(x[i]) + " at row " +
+                                    std::to_string(i / D) + ", feature " + std::to_string(i % D) +
+                                    " (training needs finite inputs)");
+  };
+  if (N == 0) return;
+  if (data.x.dtype() == ag::DType::Float64)
+    scan(data.x.data<double>());
+  else
+    scan(data.x.data<float>());
+}
+
 std::vector<ag::Tensor> snapshot(const TwoLayerNet& model) {
   std::vector<ag::Tensor> copies;
   for (const ag::Tensor& p : model.parameters()) copies.push_back(p.clone());
@@ -64,6 +95,12 @@ History train(TwoLayerNet& model, Optimizer& optimizer, const Dataset& train, co
   if (train.features() != model.input_size())
     throw std::invalid_argument("train: the model takes " + std::to_string(model.input_size()) +
                                 " features, the data has " + std::to_string(train.features()));
+  if (val.size() > 0 && val.features() != model.input_size())
+    throw std::invalid_argument("train: the model takes " + std::to_string(model.input_size()) +
+                                " features, the validation data has " +
+                                std::to_string(val.features()));
+  check_dataset(train, "training", model.num_classes());
+  check_dataset(val, "validation", model.num_classes());
 
   using Clock = std::chrono::steady_clock;
   ag::Generator gen(options.seed);
@@ -107,6 +144,13 @@ History train(TwoLayerNet& model, Optimizer& optimizer, const Dataset& train, co
       optimizer.step();
 
       const double value = loss.item();
+      if (!std::isfinite(value))
+        throw std::runtime_error(
+            "train: the loss became " + std::to_string(value) + " at epoch " +
+            std::to_string(epoch + 1) + ", step " + std::to_string(step + 1) + " (learning rate " +
+            std::to_string(optimizer.lr()) +
+            "): the training diverged; lower the learning rate, or run the step under "
+            "ag::AnomalyGuard to find the op that first produced it");
       history.step_loss.push_back(value);
       loss_sum += value;
       if (options.on_step) options.on_step(step + 1, steps, value);

@@ -48,6 +48,10 @@ struct TrainOptions {
 };
 
 /// Trains `model` on `train` with `optimizer`, measuring accuracy on `val` after every epoch.
+/// Checks both sets first: std::invalid_argument names the set and the first row whose label is
+/// outside [0, model.num_classes()) or whose features hold a NaN or an infinity (and a label
+/// count or feature count that does not match). If the loss itself becomes NaN or infinite (the
+/// training diverged), throws std::runtime_error naming the epoch, the step and the learning rate.
 History train(TwoLayerNet& model, Optimizer& optimizer, const Dataset& train, const Dataset& val,
               const TrainOptions& options);
 

@@ -475,6 +475,39 @@ TEST_F(Checkpoint, MissingFieldOrBadMetadataIsRefused) {
                           {"__metadata__", "strings"});
 }
 
+// Found by fuzz_safetensors: nlohmann::json reports a number beyond double's range with an
+// out_of_range exception, not a parse_error, which escaped load_safetensors.
+TEST_F(Checkpoint, HeaderWithANumberTooLargeForADoubleIsRefused) {
+  write_bytes(file("n.safetensors"), raw_file(R"({"w":{"dtype":"F32","shape":[1e400],)"
+                                              R"("data_offsets":[0,4]}})",
+                                              std::string(4, '\0')));
+  expect_checkpoint_error([&] { nn::load_safetensors(file("n.safetensors")); },
+                          {"n.safetensors", "1e400"});
+}
+
+// Found by fuzz_safetensors: load accepted a tensor named "", which save_safetensors then refused,
+// so a file could be loaded but not saved back.
+TEST_F(Checkpoint, EmptyTensorNameIsRefusedAsSaveRefusesIt) {
+  write_bytes(
+      file("e.safetensors"),
+      raw_file(R"({"":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})", std::string(4, '\0')));
+  expect_checkpoint_error([&] { nn::load_safetensors(file("e.safetensors")); },
+                          {"e.safetensors", "name must not be empty"});
+}
+
+// Nested arrays 200,000 deep: printing one in an error message (or any recursion over it) would
+// overflow the stack, so the header's nesting is limited while it is parsed.
+TEST_F(Checkpoint, DeeplyNestedHeaderIsRefusedWithoutRecursion) {
+  constexpr std::size_t kDepth = 200000;
+  for (const std::string& header : {std::string(kDepth, '[') + std::string(kDepth, ']'),
+                                    R"({"w":{"dtype":"F32","shape":)" + std::string(kDepth, '[') +
+                                        std::string(kDepth, ']') + R"(,"data_offsets":[0,4]}})"}) {
+    write_bytes(file("d.safetensors"), raw_file(header, std::string(4, '\0')));
+    expect_checkpoint_error([&] { nn::load_safetensors(file("d.safetensors")); },
+                            {"d.safetensors", "nests arrays or objects more than 8 deep"});
+  }
+}
+
 TEST_F(Checkpoint, LoadingAMissingFileNamesIt) {
   try {
     nn::load_safetensors(file("absent.safetensors"));

@@ -498,6 +498,14 @@ TEST(Cifar10, LabelAboveNineIsRefused) {
   EXPECT_TRUE(contains(e.what(), "expected the label of record 1 in [0, 10), found 10"));
 }
 
+TEST(Cifar10, GzipCompressedBatchIsRefusedNamingIt) {
+  TempDir dir;
+  write_gz(dir / "test_batch.bin", cifar_batch({1}));
+  const nn::DataError e = data_error([&] { nn::load_cifar10(dir.path(), "test"); });
+  expect_names(e, dir / "test_batch.bin", 0);
+  EXPECT_TRUE(contains(e.what(), "found a gzip stream"));
+}
+
 TEST(Cifar10, MissingBatchIsNamed) {
   TempDir dir;
   for (int b = 1; b <= 4; ++b)

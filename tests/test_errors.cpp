@@ -61,6 +61,16 @@ TEST(MatmulError, MixedDtypesNameBothDtypes) {
   EXPECT_TRUE(contains(message, "float64"));
 }
 
+// CBLAS takes int dimensions: a wider one is refused, not truncated. ([0, 0] x [0, 2^31] holds no
+// elements, so nothing large is allocated.)
+TEST(MatmulError, DimensionBeyondBlasIntIsRejected) {
+  const std::string message = invalid_argument_message([] {
+    ag::matmul(ag::zeros({0, 0}), ag::zeros({0, int64_t{1} << 31}));
+  });
+  EXPECT_TRUE(contains(message, "matmul: dimensions 0 x 0 x 2147483648 exceed the BLAS limit"))
+      << message;
+}
+
 // ---- add_bias ----
 
 TEST(AddBiasError, BiasLengthMismatchNamesBothShapes) {
@@ -290,6 +300,40 @@ TEST(TensorError, UndefinedTensorUseThrowsLogicError) {
                          ag::matmul(ag::zeros({1, 1}), t);
                        }),
                        "matmul: an input tensor is undefined"));
+}
+
+// Every op, handed an undefined tensor for any of its inputs, names itself (the single-input ops
+// have no shape or dtype to disagree about; the others are tested above).
+TEST(TensorError, EveryOpNamesItselfWhenAnInputIsUndefined) {
+  const Tensor u;
+  const Tensor m = ag::zeros({2, 2}), v = ag::zeros({2});
+  const std::vector<int32_t> labels = {0, 1};
+  const std::vector<std::pair<std::string, std::function<void()>>> calls = {
+      {"matmul", [&] { ag::matmul(u, m); }},
+      {"matmul", [&] { ag::matmul(m, u); }},
+      {"add_bias", [&] { ag::add_bias(u, v); }},
+      {"add_bias", [&] { ag::add_bias(m, u); }},
+      {"relu", [&] { ag::relu(u); }},
+      {"softmax_cross_entropy", [&] { ag::softmax_cross_entropy(u, labels); }},
+      {"l2", [&] { ag::l2(u); }},
+      {"add", [&] { ag::add(u, m); }},
+      {"sub", [&] { ag::sub(m, u); }},
+      {"mul", [&] { ag::mul(u, m); }},
+      {"scale", [&] { ag::scale(u, 2.0); }},
+      {"sum", [&] { ag::sum(u); }},
+      {"mean", [&] { ag::mean(u); }},
+      {"cast", [&] { ag::cast(u, f64); }},
+  };
+  for (const auto& [op, call] : calls) {
+    SCOPED_TRACE(op);
+    std::string message;
+    try {
+      call();
+    } catch (const std::exception& e) {
+      message = e.what();
+    }
+    EXPECT_TRUE(contains(message, op + ":")) << message;
+  }
 }
 
 TEST(GeneratorError, BelowZeroIsRejected) {

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <filesystem>
 #include <numeric>
+#include <string>
 
 #include "autograd/autograd.h"
 #include "nn/checkpoint.h"
@@ -232,6 +233,54 @@ TEST(Train, RejectsDataOfTheWrongWidth) {
   const nn::Dataset spiral = nn::make_spiral(3, 10, 0.2, data_gen);
   nn::SGD opt(net.parameters(), {.lr = 0.1});
   EXPECT_THROW(nn::train(net, opt, spiral, spiral, {}), std::invalid_argument);
+}
+
+// Runs train on a copy of the spiral changed by `edit`, and returns what it throws ("" if nothing).
+template <class Edit>
+std::string train_error(Edit edit, double lr = 0.1) {
+  ag::Generator gen(0), data_gen(0);
+  nn::TwoLayerNet net(2, 10, 3, gen);
+  nn::Dataset spiral = nn::make_spiral(3, 20, 0.2, data_gen);
+  nn::Dataset val = spiral.head(10);
+  edit(spiral, val);
+  nn::SGD opt(net.parameters(), {.lr = lr});
+  nn::TrainOptions options;
+  options.epochs = 3;
+  options.batch_size = 10;
+  try {
+    nn::train(net, opt, spiral, val, options);
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(Train, NaNOrInfInTheInputsIsRefusedNamingTheSetRowAndFeature) {
+  const std::string nan = train_error(
+      [](nn::Dataset& train, nn::Dataset&) { train.x.data<float>()[2 * 17 + 1] = std::nanf(""); });
+  EXPECT_NE(nan.find("training set holds nan at row 17, feature 1"), std::string::npos) << nan;
+  const std::string inf =
+      train_error([](nn::Dataset&, nn::Dataset& val) { val.x.data<float>()[2 * 4] = -INFINITY; });
+  EXPECT_NE(inf.find("validation set holds -inf at row 4, feature 0"), std::string::npos) << inf;
+}
+
+TEST(Train, LabelOutsideTheModelsClassesIsRefused) {
+  const std::string e = train_error([](nn::Dataset& train, nn::Dataset&) { train.y[7] = 3; });
+  EXPECT_NE(e.find("label of row 7 is 3, outside the model's classes [0, 3)"), std::string::npos)
+      << e;
+}
+
+TEST(Train, LabelCountDifferentFromTheRowsIsRefused) {
+  // One label short: train would have read past the end of y.
+  const std::string e = train_error([](nn::Dataset& train, nn::Dataset&) { train.y.pop_back(); });
+  EXPECT_NE(e.find("training set has 59 labels for 60 rows"), std::string::npos) << e;
+}
+
+TEST(Train, DivergingLossStopsWithAClearError) {
+  const std::string e = train_error([](nn::Dataset&, nn::Dataset&) {}, 1e30);
+  EXPECT_NE(e.find("train: the loss became"), std::string::npos) << e;
+  EXPECT_NE(e.find("diverged"), std::string::npos) << e;
+  EXPECT_NE(e.find("AnomalyGuard"), std::string::npos) << e;
 }
 
 TEST(Checkpoint, ReloadedModelPredictsIdentically) {

@@ -1,14 +1,21 @@
-// The one place that talks to CBLAS. Row-major GEMM with transposes passed as flags.
+// The one place that talks to CBLAS. Row-major GEMM with transposes passed as flags, large
+// products split across the threads (threads.cpp).
 #include <cblas.h>
 
+#include <algorithm>
 #include <limits>
 
 #include "autograd/detail/dispatch.h"
+#include "autograd/detail/parallel.h"
 #include "autograd/threads.h"
 
 namespace ag {
 namespace detail {
 namespace {
+
+// Products below this many multiply-adds run on the calling thread alone: waking a worker would
+// cost more than it saves.
+constexpr double kParallelMacs = 1 << 20;
 
 template <class T, class Gemm>
 void gemm_impl(Gemm cblas_gemm, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
@@ -23,10 +30,26 @@ void gemm_impl(Gemm cblas_gemm, bool trans_a, bool trans_b, int64_t M, int64_t N
   }
   const int64_t lda = trans_a ? M : K;  // A is stored [M, K], or [K, M] when transposed
   const int64_t ldb = trans_b ? K : N;  // B is stored [K, N], or [N, K] when transposed
-  cblas_gemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
-             trans_b ? CblasTrans : CblasNoTrans, static_cast<int>(M), static_cast<int>(N),
-             static_cast<int>(K), alpha, A, static_cast<int>(lda), B, static_cast<int>(ldb), beta,
-             C, static_cast<int>(N));
+  // C[m0:m1, n0:n1] = alpha * op(A)[m0:m1, :] · op(B)[:, n0:n1] + beta * C[m0:m1, n0:n1]
+  auto block = [&](int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+    cblas_gemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
+               trans_b ? CblasTrans : CblasNoTrans, static_cast<int>(m1 - m0),
+               static_cast<int>(n1 - n0), static_cast<int>(K), alpha, A + (trans_a ? m0 : m0 * lda),
+               static_cast<int>(lda), B + (trans_b ? n0 * ldb : n0), static_cast<int>(ldb), beta,
+               C + m0 * N + n0, static_cast<int>(N));
+  };
+  // A large product is split across the threads by rows of C (by columns when C has too few
+  // rows to share), each part one single-threaded BLAS call on views of the same arrays.
+  const double macs = double(M) * double(N) * double(K);
+  const auto grain = [&](int64_t extent) {  // at least kParallelMacs / 2 per part
+    return std::max<int64_t>(16, static_cast<int64_t>(kParallelMacs / 2 / (macs / double(extent))));
+  };
+  if (macs < kParallelMacs)
+    block(0, M, 0, N);
+  else if (M >= 64)
+    parallel_for(M, grain(M), [&](int64_t m0, int64_t m1) { block(m0, m1, 0, N); });
+  else
+    parallel_for(N, grain(N), [&](int64_t n0, int64_t n1) { block(0, M, n0, n1); });
 }
 
 }  // namespace

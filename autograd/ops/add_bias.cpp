@@ -3,7 +3,10 @@
 //   forward:  Y[n, h] = X[n, h] + b[h]    X: [N, H], b: [H] -> Y: [N, H]
 //   backward: dL/dX = dL/dY               [N, H]
 //             dL/db = Σ_n dL/dY[n, :]      the column sums, [H]
+#include <algorithm>
+
 #include "autograd/detail/dispatch.h"
+#include "autograd/detail/parallel.h"
 #include "autograd/ops.h"
 
 namespace ag {
@@ -22,8 +25,11 @@ Tensor add_bias(const Tensor& x, const Tensor& b, Where where) {
     const T* px = x.data<T>();
     const T* pb = b.data<T>();
     T* py = y.data<T>();
-    for (int64_t n = 0; n < N; ++n)
-      for (int64_t h = 0; h < H; ++h) py[n * H + h] = px[n * H + h] + pb[h];
+    const int64_t rows_per_part = detail::kElementwiseGrain / std::max<int64_t>(H, 1) + 1;
+    detail::parallel_for(N, rows_per_part, [&](int64_t n0, int64_t n1) {
+      for (int64_t n = n0; n < n1; ++n)
+        for (int64_t h = 0; h < H; ++h) py[n * H + h] = px[n * H + h] + pb[h];
+    });
   });
 
   if (detail::needs_grad({&x, &b})) {
@@ -36,8 +42,12 @@ Tensor add_bias(const Tensor& x, const Tensor& b, Where where) {
             detail::dispatch(g.dtype(), [&]<class T>() {
               const T* pg = g.data<T>();
               T* pdb = db.data<T>();
-              for (int64_t n = 0; n < N; ++n)
-                for (int64_t h = 0; h < H; ++h) pdb[h] += pg[n * H + h];
+              const int64_t columns_per_part =
+                  detail::kElementwiseGrain / std::max<int64_t>(N, 1) + 1;
+              detail::parallel_for(H, columns_per_part, [&](int64_t h0, int64_t h1) {
+                for (int64_t n = 0; n < N; ++n)
+                  for (int64_t h = h0; h < h1; ++h) pdb[h] += pg[n * H + h];
+              });
             });
           }
           return std::vector<Tensor>{g, db};  // dL/dX = dL/dY

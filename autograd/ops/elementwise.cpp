@@ -30,7 +30,8 @@ Tensor zip(const Tensor& a, const Tensor& b, F f) {
     const T* pa = a.data<T>();
     const T* pb = b.data<T>();
     T* po = out.data<T>();
-    for (int64_t i = 0; i < a.numel(); ++i) po[i] = f(pa[i], pb[i]);
+    const int64_t n = a.numel();
+    for (int64_t i = 0; i < n; ++i) po[i] = f(pa[i], pb[i]);
   });
   return out;
 }

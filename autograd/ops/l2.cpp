@@ -3,6 +3,7 @@
 //   forward:  L = Σ_i w_i²                 any shape -> scalar
 //   backward: dL/dw = 2 w · dL/dL_out
 #include "autograd/detail/dispatch.h"
+#include "autograd/detail/parallel.h"
 #include "autograd/ops.h"
 
 namespace ag {
@@ -13,8 +14,10 @@ Tensor l2(const Tensor& w, Where where) {
   Tensor out = Tensor::empty({}, w.dtype());
   detail::dispatch(w.dtype(), [&]<class T>() {
     const T* pw = w.data<T>();
+    const int64_t n = w.numel();
     double total = 0.0;  // accumulate in double: float32 sums of many squares drift
-    for (int64_t i = 0; i < w.numel(); ++i) total += double(pw[i]) * double(pw[i]);
+#pragma omp simd reduction(+ : total)
+    for (int64_t i = 0; i < n; ++i) total += double(pw[i]) * double(pw[i]);
     out.data<T>()[0] = static_cast<T>(total);
   });
 
@@ -27,7 +30,9 @@ Tensor l2(const Tensor& w, Where where) {
             const T two_g = T(2) * g.data<T>()[0];
             const T* pw = w.data<T>();
             T* pdw = dw.data<T>();
-            for (int64_t i = 0; i < w.numel(); ++i) pdw[i] = two_g * pw[i];
+            detail::parallel_for(w.numel(), detail::kElementwiseGrain, [&](int64_t b, int64_t e) {
+              for (int64_t i = b; i < e; ++i) pdw[i] = two_g * pw[i];
+            });
           });
           return std::vector<Tensor>{dw};
         },

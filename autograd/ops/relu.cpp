@@ -3,6 +3,7 @@
 //   forward:  y = max(x, 0)               any shape
 //   backward: dL/dx = dL/dy · [x > 0]      (0 at x = 0, as PyTorch)
 #include "autograd/detail/dispatch.h"
+#include "autograd/detail/parallel.h"
 #include "autograd/ops.h"
 
 namespace ag {
@@ -14,7 +15,9 @@ Tensor relu(const Tensor& x, Where where) {
   detail::dispatch(x.dtype(), [&]<class T>() {
     const T* px = x.data<T>();
     T* py = y.data<T>();
-    for (int64_t i = 0; i < x.numel(); ++i) py[i] = px[i] > T(0) ? px[i] : T(0);
+    detail::parallel_for(x.numel(), detail::kElementwiseGrain, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) py[i] = px[i] > T(0) ? px[i] : T(0);
+    });
   });
 
   if (detail::needs_grad({&x})) {
@@ -26,7 +29,9 @@ Tensor relu(const Tensor& x, Where where) {
             const T* py = y.data<T>();
             const T* pg = g.data<T>();
             T* pdx = dx.data<T>();
-            for (int64_t i = 0; i < g.numel(); ++i) pdx[i] = py[i] > T(0) ? pg[i] : T(0);
+            detail::parallel_for(g.numel(), detail::kElementwiseGrain, [&](int64_t b, int64_t e) {
+              for (int64_t i = b; i < e; ++i) pdx[i] = py[i] > T(0) ? pg[i] : T(0);
+            });
           });
           return std::vector<Tensor>{dx};
         },

@@ -1,0 +1,226 @@
+// bench_step: what a training step of the two-layer classifier costs, and where it goes.
+//
+//   step/<config>/<dtype>      zero_grad + TwoLayerNet::loss (with L2) + backward()
+//   step+sgd/<config>/<dtype>  the same followed by a Nesterov SGD step (what the trainer does)
+//   op/<op>/<fwd|bwd>/<config> one op's forward, or its backward closure alone, at that config's
+//                              shapes (float32)
+//   alloc/<config>/<dtype>     fails unless a warm step takes no tensor storage from the system
+//
+// Counters: GFLOP/s is 4·N·D·H per step (X·W1 forward and Xᵀ·dH backward, the two products that
+// dominate) over wall time; storage_allocs/step counts blocks the caching allocator had to get
+// from the system (ag::allocator_stats) after warm-up, news/step every operator new.
+//
+//   ./build/perf/bench/bench_step --benchmark_filter='^step/' [--threads=2]
+#include <benchmark/benchmark.h>
+
+#include <atomic>
+#include <cstdint>
+#include <cstdlib>
+#include <new>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "autograd/autograd.h"
+#include "nn/optim.h"
+#include "nn/two_layer_net.h"
+
+// Every operator new in the process, to show what a step allocates besides tensor storage.
+namespace {
+std::atomic<uint64_t> news{0};
+}  // namespace
+
+void* operator new(std::size_t bytes) {
+  news.fetch_add(1, std::memory_order_relaxed);
+  if (void* p = std::malloc(bytes ? bytes : 1)) return p;
+  throw std::bad_alloc();
+}
+void operator delete(void* p) noexcept {
+  std::free(p);
+}
+void operator delete(void* p, std::size_t) noexcept {
+  std::free(p);
+}
+
+namespace {
+
+struct Config {
+  const char* name;
+  int64_t N, D, H, C;  // batch, input features, hidden units, classes
+};
+
+// The sizes the peers were measured on: CS231n's toy model, CIFAR-10 and Fashion-MNIST batches,
+// and one large enough to be bound by the matrix products alone.
+constexpr Config kConfigs[] = {{"toy", 5, 4, 10, 3},
+                               {"cifar", 200, 3072, 100, 10},
+                               {"fashion", 128, 784, 512, 10},
+                               {"big", 1024, 784, 2048, 10}};
+constexpr double kReg = 1e-5;
+
+double step_flops(const Config& c) {
+  return 4.0 * double(c.N) * double(c.D) * double(c.H);
+}
+
+// A model and one batch of random data.
+struct Problem {
+  Problem(const Config& c, ag::DType dtype)
+      : gen(0),
+        model(c.D, c.H, c.C, gen, {.dtype = dtype}),
+        X(ag::randn({c.N, c.D}, gen, 1.0, dtype)),
+        labels(static_cast<std::size_t>(c.N)) {
+    for (int32_t& y : labels) y = static_cast<int32_t>(gen.below(uint64_t(c.C)));
+  }
+
+  void step() {
+    model.zero_grad();
+    const ag::Tensor loss = model.loss(X, labels, kReg);
+    loss.backward();
+    benchmark::DoNotOptimize(loss.impl().get());
+  }
+
+  ag::Generator gen;
+  nn::TwoLayerNet model;
+  ag::Tensor X;
+  std::vector<int32_t> labels;
+};
+
+void set_counters(benchmark::State& state, const Config& c, const ag::AllocatorStats& before,
+                  uint64_t news_before) {
+  const double steps = double(state.iterations());
+  state.counters["GFLOP/s"] =
+      benchmark::Counter(step_flops(c) * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["storage_allocs/step"] =
+      double(ag::allocator_stats().system_allocations - before.system_allocations) / steps;
+  state.counters["news/step"] = double(news.load() - news_before) / steps;
+}
+
+void BM_Step(benchmark::State& state, Config c, ag::DType dtype, bool sgd) {
+  Problem p(c, dtype);
+  nn::SGD optimizer(p.model.parameters(), {.lr = 1e-3, .momentum = 0.9, .nesterov = true});
+  for (int i = 0; i < 3; ++i) p.step();  // warm-up: fills the allocator's cache
+  const ag::AllocatorStats before = ag::allocator_stats();
+  const uint64_t news_before = news.load();
+  for (auto _ : state) {
+    p.step();
+    if (sgd) optimizer.step();
+  }
+  set_counters(state, c, before, news_before);
+}
+
+// Fails the run when a warm step takes storage from the system: after the first steps every
+// tensor a step needs must come back out of the allocator's cache.
+void BM_AllocCheck(benchmark::State& state, Config c, ag::DType dtype) {
+  Problem p(c, dtype);
+  for (int i = 0; i < 2; ++i) p.step();
+  const ag::AllocatorStats before = ag::allocator_stats();
+  const uint64_t news_before = news.load();
+  for (auto _ : state) p.step();
+  const ag::AllocatorStats after = ag::allocator_stats();
+  set_counters(state, c, before, news_before);
+  state.counters["cache_hits/step"] =
+      double(after.cache_hits - before.cache_hits) / double(state.iterations());
+  if (after.system_allocations != before.system_allocations)
+    state.SkipWithError("a warm training step allocated tensor storage from the system");
+}
+
+// One op at the config's shapes: its forward, or (bwd) its recorded backward closure alone,
+// called on a gradient of ones. Every input requires grad except the data X, as in training.
+enum class Op { MatmulXW1, AddBias1, Relu, MatmulHW2, SoftmaxCE, L2W1 };
+struct OpCase {
+  const char* name;
+  Op op;
+};
+constexpr OpCase kOps[] = {{"matmul_x_w1", Op::MatmulXW1},
+                           {"add_bias_b1", Op::AddBias1},
+                           {"relu", Op::Relu},
+                           {"matmul_h_w2", Op::MatmulHW2},
+                           {"softmax_cross_entropy", Op::SoftmaxCE},
+                           {"l2_w1", Op::L2W1}};
+
+void BM_Op(benchmark::State& state, Config c, Op op, bool backward) {
+  Problem p(c, ag::DType::Float32);
+  nn::TwoLayerNet& m = p.model;
+  const ag::Tensor hidden_in = ag::matmul(p.X, m.W1).detach().requires_grad_();
+  const ag::Tensor hidden = ag::relu(hidden_in).detach().requires_grad_();
+  const ag::Tensor scores = ag::matmul(hidden, m.W2).detach().requires_grad_();
+  auto run = [&]() -> ag::Tensor {
+    switch (op) {
+      case Op::MatmulXW1:
+        return ag::matmul(p.X, m.W1);
+      case Op::AddBias1:
+        return ag::add_bias(hidden_in, m.b1);
+      case Op::Relu:
+        return ag::relu(hidden_in);
+      case Op::MatmulHW2:
+        return ag::matmul(hidden, m.W2);
+      case Op::SoftmaxCE:
+        return ag::softmax_cross_entropy(scores, p.labels);
+      case Op::L2W1:
+        return ag::l2(m.W1);
+    }
+    return {};
+  };
+  const ag::Tensor out = run();
+  const ag::Tensor g = ag::ones(out.shape(), out.dtype());
+  for (auto _ : state) {
+    if (backward) {
+      const std::vector<ag::Tensor> grads = out.grad_fn()->backward(g);
+      benchmark::DoNotOptimize(grads.data());
+    } else {
+      const ag::Tensor y = run();
+      benchmark::DoNotOptimize(y.impl().get());
+    }
+  }
+}
+
+std::string dtype_suffix(ag::DType dtype) {
+  return dtype == ag::DType::Float64 ? "float64" : "float32";
+}
+
+void register_all() {
+  for (const ag::DType dtype : {ag::DType::Float32, ag::DType::Float64})
+    for (const Config& c : kConfigs) {
+      const std::string suffix = std::string(c.name) + "/" + dtype_suffix(dtype);
+      benchmark::RegisterBenchmark(("step/" + suffix).c_str(), BM_Step, c, dtype, false)
+          ->UseRealTime()
+          ->Unit(benchmark::kMicrosecond);
+      benchmark::RegisterBenchmark(("step+sgd/" + suffix).c_str(), BM_Step, c, dtype, true)
+          ->UseRealTime()
+          ->Unit(benchmark::kMicrosecond);
+      benchmark::RegisterBenchmark(("alloc/" + suffix).c_str(), BM_AllocCheck, c, dtype)
+          ->UseRealTime()
+          ->Unit(benchmark::kMicrosecond);
+    }
+  for (const Config& c : kConfigs)
+    for (const OpCase& o : kOps)
+      for (const bool backward : {false, true})
+        benchmark::RegisterBenchmark(
+            ("op/" + std::string(o.name) + (backward ? "/bwd/" : "/fwd/") + c.name).c_str(), BM_Op,
+            c, o.op, backward)
+            ->UseRealTime()
+            ->Unit(benchmark::kMicrosecond);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int threads = 2;  // --threads=N: the thread count for matrix products (ag::set_num_threads)
+  int kept = 1;
+  for (int i = 1; i < argc; ++i) {
+    const std::string_view arg = argv[i];
+    if (arg.starts_with("--threads="))
+      threads = std::atoi(argv[i] + 10);
+    else
+      argv[kept++] = argv[i];
+  }
+  argc = kept;
+  ag::set_num_threads(threads);
+  benchmark::AddCustomContext("ag_threads", std::to_string(threads));
+
+  register_all();
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

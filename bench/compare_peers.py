@@ -1,0 +1,241 @@
+#!/usr/bin/env python3
+"""One training step of the two-layer classifier, timed side by side in this library, numpy and
+PyTorch, in one run on this machine.
+
+A step is: zero the gradients, forward (X.W1 + b1 -> relu -> .W2 + b2), softmax cross-entropy plus
+reg * (|W1|^2 + |W2|^2), backward. numpy has no autograd: its gradients are derived by hand (the
+CS231n way). Ours is bench_step's `step/<config>/<dtype>` benchmark.
+
+Every measurement is the median of --repetitions repetitions, each the mean step time over at least
+--min-time seconds (Google Benchmark's method, reproduced here for the Python peers), after warm-up.
+Each peer runs in a subprocess of its own, so that its thread settings are in place before its
+libraries load: numpy gets OPENBLAS_NUM_THREADS=--threads; PyTorch is tried with
+torch.set_num_threads(1) and (--threads) (with OMP_NUM_THREADS and OPENBLAS_NUM_THREADS to match)
+and the faster is reported. Ours runs with --threads=--threads.
+
+OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE, which this environment sets on some processors and which
+slow OpenBLAS down, are removed from the environment of every subprocess this script starts (ours
+and the peers', which all use OpenBLAS), and only there; the script says whether they were set.
+
+  /usr/bin/python3 bench/compare_peers.py --bench build/perf/bench/bench_step
+  /usr/bin/python3 bench/compare_peers.py --configs fashion,big --dtypes float32,float64
+
+Needs python3-numpy and python3-torch (Debian) for the peers; a missing one is reported as such.
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+CONFIGS = {  # name: (N, D, H, C) = batch, input features, hidden units, classes
+    "toy": (5, 4, 10, 3),
+    "cifar": (200, 3072, 100, 10),
+    "fashion": (128, 784, 512, 10),
+    "big": (1024, 784, 2048, 10),
+}
+REG = 1e-5
+QUIRK_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+
+
+def median_step_seconds(step, min_time, repetitions):
+    """Median over repetitions of the mean time of one step(), each repetition >= min_time."""
+    for _ in range(3):
+        step()
+    iters = 1
+    while True:  # as Google Benchmark: grow the iteration count until a repetition is long enough
+        start = time.perf_counter()
+        for _ in range(iters):
+            step()
+        elapsed = time.perf_counter() - start
+        if elapsed >= min_time:
+            break
+        iters = max(iters + 1, int(iters * 1.4 * min_time / max(elapsed, 1e-9)))
+    means = []
+    for _ in range(repetitions):
+        start = time.perf_counter()
+        for _ in range(iters):
+            step()
+        means.append((time.perf_counter() - start) / iters)
+    return statistics.median(means)
+
+
+def problem(np, config, dtype):
+    N, D, H, C = CONFIGS[config]
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((N, D)).astype(dtype)
+    y = rng.integers(0, C, N)
+    W1 = (rng.standard_normal((D, H)) * np.sqrt(2.0 / D)).astype(dtype)
+    W2 = (rng.standard_normal((H, C)) * np.sqrt(1.0 / H)).astype(dtype)
+    return X, y, W1, np.zeros(H, dtype), W2, np.zeros(C, dtype)
+
+
+def numpy_step(config, dtype):
+    import numpy as np
+
+    X, y, W1, b1, W2, b2 = problem(np, config, dtype)
+    N = X.shape[0]
+    rows = np.arange(N)
+
+    def step():
+        h = X @ W1
+        h += b1
+        np.maximum(h, 0, out=h)
+        s = h @ W2
+        s += b2
+        s -= s.max(axis=1, keepdims=True)
+        p = np.exp(s)
+        p /= p.sum(axis=1, keepdims=True)
+        w1, w2 = W1.ravel(), W2.ravel()
+        loss = -np.log(p[rows, y]).mean() + REG * (w1 @ w1 + w2 @ w2)
+        p[rows, y] -= 1  # dL/ds = (p - onehot) / N
+        p /= N
+        dW2 = h.T @ p
+        dW2 += 2 * REG * W2
+        db2 = p.sum(axis=0)
+        dh = p @ W2.T
+        dh[h <= 0] = 0
+        dW1 = X.T @ dh
+        dW1 += 2 * REG * W1
+        db1 = dh.sum(axis=0)
+        return loss, dW1, db1, dW2, db2
+
+    return step
+
+
+def torch_step(config, dtype, threads):
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+
+    torch.set_num_threads(threads)
+    arrays = problem(np, config, dtype)
+    X, y = torch.from_numpy(arrays[0]), torch.from_numpy(arrays[1])
+    W1, b1, W2, b2 = (torch.from_numpy(a).requires_grad_() for a in arrays[2:])
+    params = (W1, b1, W2, b2)
+
+    def step():
+        for p in params:  # as our zero_grad: keep the storage
+            if p.grad is not None:
+                p.grad.zero_()
+        scores = torch.addmm(b2, torch.relu(torch.addmm(b1, X, W1)), W2)
+        loss = F.cross_entropy(scores, y) + REG * (W1.pow(2).sum() + W2.pow(2).sum())
+        loss.backward()
+        return loss
+
+    return step
+
+
+def worker(args):
+    """Runs inside a subprocess: times one peer and prints {"seconds": ...} or {"error": ...}."""
+    try:
+        if args.peer == "numpy":
+            step = numpy_step(args.config, args.dtype)
+        else:
+            step = torch_step(args.config, args.dtype, args.threads)
+    except ImportError as e:
+        print(json.dumps({"error": f"not installed ({e.name})"}))
+        return
+    print(json.dumps({"seconds": median_step_seconds(step, args.min_time, args.repetitions)}))
+
+
+def clean_env(threads):
+    env = {k: v for k, v in os.environ.items() if k not in QUIRK_VARS}
+    env["OPENBLAS_NUM_THREADS"] = str(threads)
+    env["OMP_NUM_THREADS"] = str(threads)
+    return env
+
+
+def run_peer(peer, config, dtype, threads, args):
+    cmd = [sys.executable, os.path.abspath(__file__), "--worker", peer, "--config", config,
+           "--dtype", dtype, "--threads", str(threads), "--min-time", str(args.min_time),
+           "--repetitions", str(args.repetitions)]
+    out = subprocess.run(cmd, env=clean_env(threads), capture_output=True, text=True)
+    try:
+        result = json.loads(out.stdout.strip().splitlines()[-1])
+    except (IndexError, json.JSONDecodeError):
+        return None, f"failed: {out.stderr.strip().splitlines()[-1:] or out.returncode}"
+    return result.get("seconds"), result.get("error")
+
+
+def run_ours(config, dtype, args):
+    cmd = [args.bench, f"--threads={args.threads}", f"--benchmark_filter=^step/{config}/{dtype}$",
+           f"--benchmark_min_time={args.min_time}", f"--benchmark_repetitions={args.repetitions}",
+           "--benchmark_report_aggregates_only=true", "--benchmark_format=json"]
+    out = subprocess.run(cmd, env=clean_env(args.threads), capture_output=True, text=True)
+    if out.returncode != 0:
+        sys.exit(f"{args.bench} failed:\n{out.stderr}")
+    for b in json.loads(out.stdout)["benchmarks"]:
+        if b.get("aggregate_name") == "median":
+            scale = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0}[b["time_unit"]]
+            return b["real_time"] * scale
+    sys.exit(f"no median in the output of {' '.join(cmd)}")
+
+
+def fmt_time(seconds):
+    if seconds is None:
+        return "-"
+    if seconds < 1e-3:
+        return f"{seconds * 1e6:.1f} µs"
+    return f"{seconds * 1e3:.3f} ms"
+
+
+def main():
+    here = os.path.dirname(os.path.abspath(__file__))
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--bench", default=os.path.join(here, "..", "build", "perf", "bench",
+                                                        "bench_step"),
+                        help="our bench_step binary (default: build/perf/bench/bench_step)")
+    parser.add_argument("--configs", default=",".join(CONFIGS))
+    parser.add_argument("--dtypes", default="float32")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--min-time", type=float, default=0.2)
+    parser.add_argument("--repetitions", type=int, default=15)
+    parser.add_argument("--json", help="also write the results to this file")
+    parser.add_argument("--worker", choices=["numpy", "torch"], dest="peer", help=argparse.SUPPRESS)
+    parser.add_argument("--config", help=argparse.SUPPRESS)
+    parser.add_argument("--dtype", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.peer:
+        return worker(args)
+
+    quirks = [f"{k}={os.environ[k]}" for k in QUIRK_VARS if k in os.environ]
+    print(f"removed from the subprocesses' environment: {', '.join(quirks) or 'nothing (not set)'}")
+    print(f"threads: {args.threads}; each time is the median of {args.repetitions} repetitions "
+          f"of >= {args.min_time} s\n")
+    header = (f"{'config':<9}{'dtype':<9}{'ours':>12}{'numpy':>12}{'torch 1 thr':>13}"
+              f"{f'torch {args.threads} thr':>13}{'ours/best peer':>16}{'our GFLOP/s':>13}")
+    print(header)
+    print("-" * len(header))
+    results = []
+    for config in args.configs.split(","):
+        N, D, H, C = CONFIGS[config]
+        for dtype in args.dtypes.split(","):
+            ours = run_ours(config, dtype, args)
+            numpy_s, numpy_err = run_peer("numpy", config, dtype, args.threads, args)
+            torch1, torch_err = run_peer("torch", config, dtype, 1, args)
+            torchn, _ = (run_peer("torch", config, dtype, args.threads, args)
+                         if args.threads != 1 else (torch1, None))
+            peers = [t for t in (numpy_s, torch1, torchn) if t]
+            best = min(peers) if peers else None
+            ratio = f"{ours / best:.2f}x" if best else "-"
+            gflops = 4.0 * N * D * H / ours * 1e-9
+            print(f"{config:<9}{dtype:<9}{fmt_time(ours):>12}{fmt_time(numpy_s):>12}"
+                  f"{fmt_time(torch1):>13}{fmt_time(torchn):>13}{ratio:>16}{gflops:>13.1f}",
+                  flush=True)
+            for err in {numpy_err, torch_err} - {None}:
+                print(f"  ({err})")
+            results.append({"config": config, "dtype": dtype, "ours": ours, "numpy": numpy_s,
+                            "torch_1_thread": torch1, f"torch_{args.threads}_threads": torchn,
+                            "ours_over_best_peer": ours / best if best else None,
+                            "our_gflops": gflops})
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"threads": args.threads, "removed_env": quirks, "results": results}, f,
+                      indent=2)
+
+
+if __name__ == "__main__":
+    main()
