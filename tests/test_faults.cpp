@@ -85,6 +85,13 @@ bool wait_ready(const Writer& w) {
 TEST(KillDuringSave, LeavesTheOldOrTheNewCompleteCheckpoint) {
   const fs::path dir = unique_dir("ag_faults_");
   fs::create_directories(dir);
+  struct RemoveAtEnd {
+    const fs::path& dir;
+    ~RemoveAtEnd() {
+      std::error_code ignored;
+      fs::remove_all(dir, ignored);
+    }
+  } remove_at_end{dir};
   const fs::path path = dir / "model.safetensors";
   constexpr int64_t kValues = 1 << 20;  // 4 MB: a save takes long enough to be hit inside
   nn::save_safetensors(path, {{"w", ag::zeros({kValues})}}, {{"version", "0"}});
@@ -131,7 +138,6 @@ TEST(KillDuringSave, LeavesTheOldOrTheNewCompleteCheckpoint) {
   EXPECT_GT(killed_mid_save, 0) << "no kill landed inside a save: the test proved nothing";
   std::printf("%d of %d kills landed inside a save; %llu checkpoints completed\n", killed_mid_save,
               kRounds, static_cast<unsigned long long>(last));
-  fs::remove_all(dir);
 }
 
 // ---- a full disk ----
