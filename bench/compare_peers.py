@@ -161,7 +161,7 @@ def run_peer(peer, config, dtype, threads, args):
 
 
 def run_ours(config, dtype, args):
-    cmd = [args.bench, f"--threads={args.threads}", f"--benchmark_filter=^step/{config}/{dtype}$",
+    cmd = [args.bench, f"--threads={args.threads}", f"--benchmark_filter=^step/{config}/{dtype}(/|$)",
            f"--benchmark_min_time={args.min_time}", f"--benchmark_repetitions={args.repetitions}",
            "--benchmark_report_aggregates_only=true", "--benchmark_format=json"]
     out = subprocess.run(cmd, env=clean_env(args.threads), capture_output=True, text=True)

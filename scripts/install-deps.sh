@@ -8,7 +8,7 @@ packages=(
   libfmt-dev libopenblas-dev       # autograd: formatting, CBLAS for matmul
   zlib1g-dev nlohmann-json3-dev    # nn: .gz datasets, safetensors headers
   libcli11-dev libstb-dev          # the two_layer_net example: arguments, weights.png
-  libgtest-dev                     # tests
+  libgtest-dev graphviz            # tests (graphviz renders the exported graph)
   dataset-fashion-mnist            # the example's data, in /usr/share/datasets/fashion-mnist
 )
 packages+=("$@")  # extra packages from the caller (e.g. .ci/run)
