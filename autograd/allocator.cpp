@@ -33,8 +33,6 @@ struct FreeObject {
 struct BlockCache {
   std::array<std::vector<void*>, kDirectClasses> small_blocks;       // [size / 64 - 1]
   std::unordered_map<std::size_t, std::vector<void*>> large_blocks;  // by rounded size
-  std::array<FreeObject*, kSmallClasses> free_objects{};             // [(bytes - 1) / 16]
-  std::array<std::size_t, kSmallClasses> free_object_count{};
   AllocatorStats stats;
 
   std::vector<void*>& blocks_of(std::size_t size) {
@@ -61,10 +59,29 @@ thread_local BlockCache cache;
 
 BlockCache::~BlockCache() {
   release_all();
-  for (FreeObject*& head : free_objects)
-    while (head) ::operator delete(std::exchange(head, head->next));
   cache_alive = false;
 }
+
+// The small objects' free lists are plain data (constinit, trivially destructible), so the hot
+// path reads them with no thread-local initialisation check. FreeListsOwner empties them when
+// the thread exits; it is touched (and so registered for that) by the first object freed.
+struct FreeLists {
+  std::array<FreeObject*, kSmallClasses> head;  // [(bytes - 1) / 16]
+  std::array<std::size_t, kSmallClasses> count;
+  bool alive;  // false once the owner has emptied the lists at thread exit
+  bool owned;  // the owner has been touched, and so will empty the lists at thread exit
+};
+constinit thread_local FreeLists free_lists{{}, {}, true, false};
+
+struct FreeListsOwner {
+  bool registered = false;  // written on first use, which registers the destructor
+  ~FreeListsOwner() {
+    for (FreeObject*& head : free_lists.head)
+      while (head) ::operator delete(std::exchange(head, head->next));
+    free_lists.alive = false;
+  }
+};
+thread_local FreeListsOwner free_lists_owner;
 
 }  // namespace
 
@@ -119,18 +136,20 @@ void deallocate(void* block, std::size_t bytes) noexcept {
 void* allocate_small(std::size_t bytes) {
   const std::size_t c = (std::max<std::size_t>(bytes, 1) - 1) / kSmallGranule;
   if (c >= kSmallClasses) return ::operator new(bytes);
-  if (cache_alive && cache.free_objects[c]) {
-    --cache.free_object_count[c];
-    return std::exchange(cache.free_objects[c], cache.free_objects[c]->next);
+  if (FreeObject* object = free_lists.head[c]) {
+    free_lists.head[c] = object->next;
+    --free_lists.count[c];
+    return object;
   }
   return ::operator new((c + 1) * kSmallGranule);  // the class's full size: any later use fits
 }
 
 void deallocate_small(void* p, std::size_t bytes) noexcept {
   const std::size_t c = (std::max<std::size_t>(bytes, 1) - 1) / kSmallGranule;
-  if (c < kSmallClasses && cache_alive && cache.free_object_count[c] < kMaxSmallFree) {
-    cache.free_objects[c] = new (p) FreeObject{cache.free_objects[c]};
-    ++cache.free_object_count[c];
+  if (c < kSmallClasses && free_lists.alive && free_lists.count[c] < kMaxSmallFree) {
+    if (!free_lists.owned) free_lists.owned = free_lists_owner.registered = true;  // see above
+    free_lists.head[c] = new (p) FreeObject{free_lists.head[c]};
+    ++free_lists.count[c];
     return;
   }
   ::operator delete(p);

@@ -78,7 +78,7 @@ class ThreadPool {
     while (true) {
       // Spin briefly before sleeping: a training step issues its products microseconds apart,
       // and waking a sleeping thread costs about as long as a small product.
-      const auto spin_until = std::chrono::steady_clock::now() + std::chrono::microseconds(50);
+      const auto spin_until = std::chrono::steady_clock::now() + std::chrono::microseconds(200);
       while (generation_.load(std::memory_order_acquire) == seen &&
              std::chrono::steady_clock::now() < spin_until) {
       }

@@ -2,6 +2,7 @@
 //
 //   step/<config>/<dtype>      zero_grad + TwoLayerNet::loss (with L2) + backward()
 //   step+sgd/<config>/<dtype>  the same followed by a Nesterov SGD step (what the trainer does)
+//   step+adam/<config>/<dtype> the same followed by an Adam step (the example's default)
 //   op/<op>/<fwd|bwd>/<config> one op's forward, or its backward closure alone, at that config's
 //                              shapes (float32)
 //   alloc/<config>/<dtype>     fails unless a warm step takes no tensor storage from the system
@@ -94,15 +95,19 @@ void set_counters(benchmark::State& state, const Config& c, const ag::AllocatorS
   state.counters["news/step"] = double(news.load() - news_before) / steps;
 }
 
-void BM_Step(benchmark::State& state, Config c, ag::DType dtype, bool sgd) {
+enum class Update { None, SGD, Adam };
+
+void BM_Step(benchmark::State& state, Config c, ag::DType dtype, Update update) {
   Problem p(c, dtype);
-  nn::SGD optimizer(p.model.parameters(), {.lr = 1e-3, .momentum = 0.9, .nesterov = true});
+  nn::SGD sgd(p.model.parameters(), {.lr = 1e-3, .momentum = 0.9, .nesterov = true});
+  nn::Adam adam(p.model.parameters(), {.lr = 1e-4});
   for (int i = 0; i < 3; ++i) p.step();  // warm-up: fills the allocator's cache
   const ag::AllocatorStats before = ag::allocator_stats();
   const uint64_t news_before = news.load();
   for (auto _ : state) {
     p.step();
-    if (sgd) optimizer.step();
+    if (update == Update::SGD) sgd.step();
+    if (update == Update::Adam) adam.step();
   }
   set_counters(state, c, before, news_before);
 }
@@ -181,12 +186,12 @@ void register_all() {
   for (const ag::DType dtype : {ag::DType::Float32, ag::DType::Float64})
     for (const Config& c : kConfigs) {
       const std::string suffix = std::string(c.name) + "/" + dtype_suffix(dtype);
-      benchmark::RegisterBenchmark(("step/" + suffix).c_str(), BM_Step, c, dtype, false)
-          ->UseRealTime()
-          ->Unit(benchmark::kMicrosecond);
-      benchmark::RegisterBenchmark(("step+sgd/" + suffix).c_str(), BM_Step, c, dtype, true)
-          ->UseRealTime()
-          ->Unit(benchmark::kMicrosecond);
+      for (const auto& [prefix, update] :
+           {std::pair{"step/", Update::None}, std::pair{"step+sgd/", Update::SGD},
+            std::pair{"step+adam/", Update::Adam}})
+        benchmark::RegisterBenchmark((prefix + suffix).c_str(), BM_Step, c, dtype, update)
+            ->UseRealTime()
+            ->Unit(benchmark::kMicrosecond);
       benchmark::RegisterBenchmark(("alloc/" + suffix).c_str(), BM_AllocCheck, c, dtype)
           ->UseRealTime()
           ->Unit(benchmark::kMicrosecond);

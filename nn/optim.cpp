@@ -20,6 +20,9 @@ void for_each_element(ag::Tensor& p, const ag::Tensor& g, F f) {
     f(p.data<float>(), g.data<float>(), p.numel());
 }
 
+// Elements per part when an update is split over the threads (ag::parallel_for).
+constexpr int64_t kGrain = int64_t{1} << 15;
+
 void check_lr(double lr) {
   if (!(lr >= 0.0) || !std::isfinite(lr))
     throw std::invalid_argument("optimizer: learning rate must be finite and >= 0, got " +
@@ -67,10 +70,13 @@ void SGD::step() {
       using T = std::remove_pointer_t<decltype(p)>;
       T* vel = v.data<T>();
       const T mu = T(options_.momentum), lr = T(lr_);
-      for (int64_t k = 0; k < n; ++k) {
-        vel[k] = mu * vel[k] + grad[k];
-        p[k] -= lr * (options_.nesterov ? grad[k] + mu * vel[k] : vel[k]);
-      }
+      const bool nesterov = options_.nesterov;
+      ag::parallel_for(n, kGrain, [=](int64_t begin, int64_t end) {  // by value: vectorisable
+        for (int64_t k = begin; k < end; ++k) {
+          vel[k] = mu * vel[k] + grad[k];
+          p[k] -= lr * (nesterov ? grad[k] + mu * vel[k] : vel[k]);
+        }
+      });
     });
   }
 }
@@ -99,11 +105,13 @@ void Adam::step() {
       T* v = v_[i].data<T>();
       const T b1 = T(options_.beta1), b2 = T(options_.beta2), eps = T(options_.eps);
       const T step = T(lr_ / correction1), inv_sqrt_c2 = T(1.0 / std::sqrt(correction2));
-      for (int64_t k = 0; k < n; ++k) {
-        m[k] = b1 * m[k] + (T(1) - b1) * grad[k];
-        v[k] = b2 * v[k] + (T(1) - b2) * grad[k] * grad[k];
-        p[k] -= step * m[k] / (std::sqrt(v[k]) * inv_sqrt_c2 + eps);
-      }
+      ag::parallel_for(n, kGrain, [=](int64_t begin, int64_t end) {  // by value: vectorisable
+        for (int64_t k = begin; k < end; ++k) {
+          m[k] = b1 * m[k] + (T(1) - b1) * grad[k];
+          v[k] = b2 * v[k] + (T(1) - b2) * grad[k] * grad[k];
+          p[k] -= step * m[k] / (std::sqrt(v[k]) * inv_sqrt_c2 + eps);
+        }
+      });
     });
   }
 }

@@ -38,15 +38,16 @@ void gemm_impl(Gemm cblas_gemm, bool trans_a, bool trans_b, int64_t M, int64_t N
                static_cast<int>(lda), B + (trans_b ? n0 * ldb : n0), static_cast<int>(ldb), beta,
                C + m0 * N + n0, static_cast<int>(N));
   };
-  // A large product is split across the threads by rows of C (by columns when C has too few
-  // rows to share), each part one single-threaded BLAS call on views of the same arrays.
+  // A large product is split across the threads, each part one single-threaded BLAS call on
+  // views of the same arrays: by rows of C when it has at least as many rows as columns (each
+  // part then packs all of B, the smaller operand), else by columns (each part packs all of A).
   const double macs = double(M) * double(N) * double(K);
   const auto grain = [&](int64_t extent) {  // at least kParallelMacs / 2 per part
     return std::max<int64_t>(16, static_cast<int64_t>(kParallelMacs / 2 / (macs / double(extent))));
   };
   if (macs < kParallelMacs)
     block(0, M, 0, N);
-  else if (M >= 64)
+  else if (M >= N)
     parallel_for(M, grain(M), [&](int64_t m0, int64_t m1) { block(m0, m1, 0, N); });
   else
     parallel_for(N, grain(N), [&](int64_t n0, int64_t n1) { block(0, M, n0, n1); });

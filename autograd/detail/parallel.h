@@ -1,25 +1,30 @@
-// Splitting one op's work across the threads set with ag::set_num_threads (threads.cpp owns the
-// workers). Not public API.
+// Helpers for splitting one op's work across the threads set with ag::set_num_threads (threads.cpp
+// owns the workers; parallel_for itself is public, in threads.h). Not public API.
 #pragma once
 
+#include <algorithm>
+#include <array>
 #include <cstdint>
+#include <numeric>
 #include <type_traits>
+
+#include "autograd/threads.h"
 
 namespace ag::detail {
 
-/// Runs chunk(ctx, begin, end) on disjoint ranges that cover [0, n), at most one per thread, each
-/// at least `grain` long, and returns when all are done; the calling thread runs the first.
-void run_parallel(int64_t n, int64_t grain, void (*chunk)(void* ctx, int64_t, int64_t), void* ctx);
+using ::ag::parallel_for;  // threads.h
 
-/// body(begin, end) over [0, n), split as run_parallel does. It runs as one call on the calling
-/// thread when n < 2 * grain, with one thread, inside another parallel_for, or while another
-/// thread's parallel_for has the workers. `body` must not throw.
+/// Σ body(begin, end) over [0, n) cut into parts of about `grain` (at most 64), computed in
+/// parallel and added in order: the result depends on n and grain only, not on the threads.
 template <class F>
-void parallel_for(int64_t n, int64_t grain, F&& body) {
-  using Body = std::remove_reference_t<F>;
-  run_parallel(
-      n, grain, [](void* ctx, int64_t b, int64_t e) { (*static_cast<Body*>(ctx))(b, e); },
-      const_cast<std::remove_const_t<Body>*>(&body));
+double parallel_sum(int64_t n, int64_t grain, F&& body) {
+  constexpr int64_t kMaxParts = 64;
+  const int64_t parts = std::clamp<int64_t>(n / std::max<int64_t>(grain, 1), 1, kMaxParts);
+  std::array<double, kMaxParts> partial{};
+  parallel_for(parts, 1, [&](int64_t k0, int64_t k1) {
+    for (int64_t k = k0; k < k1; ++k) partial[k] = body(n * k / parts, n * (k + 1) / parts);
+  });
+  return std::accumulate(partial.begin(), partial.begin() + parts, 0.0);
 }
 
 /// Elements per chunk for element-wise loops: below twice this, waking a thread costs more than

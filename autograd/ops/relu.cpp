@@ -30,7 +30,10 @@ Tensor relu(const Tensor& x, Where where) {
             const T* pg = g.data<T>();
             T* pdx = dx.data<T>();
             detail::parallel_for(g.numel(), detail::kElementwiseGrain, [&](int64_t b, int64_t e) {
-              for (int64_t i = b; i < e; ++i) pdx[i] = py[i] > T(0) ? pg[i] : T(0);
+              for (int64_t i = b; i < e; ++i) {  // both loads unconditional: a select, no branch
+                const T g_i = pg[i];
+                pdx[i] = py[i] > T(0) ? g_i : T(0);
+              }
             });
           });
           return std::vector<Tensor>{dx};
