@@ -15,6 +15,9 @@ namespace {
 
 constexpr std::size_t kAlignment = 64;
 constexpr std::size_t kMaxCachedBytes = std::size_t{512} << 20;  // per thread
+// Larger blocks (a whole dataset, say) go straight back to the system: a training step does not
+// allocate them again, and keeping one would hold its memory for the rest of the run.
+constexpr std::size_t kMaxCachedBlock = std::size_t{64} << 20;
 // Blocks up to this size are found by indexing an array with their size; larger ones by hashing.
 constexpr std::size_t kDirectClasses = 1024;  // 64 KiB in 64-byte steps
 
@@ -122,7 +125,8 @@ void* allocate(std::size_t bytes) {
 void deallocate(void* block, std::size_t bytes) noexcept {
   if (!block) return;
   const std::size_t size = rounded(bytes);
-  if (cache_alive && cache.stats.cached_bytes + size <= kMaxCachedBytes) {
+  if (cache_alive && size <= kMaxCachedBlock &&
+      cache.stats.cached_bytes + size <= kMaxCachedBytes) {
     try {
       cache.blocks_of(size).push_back(block);
       cache.stats.cached_bytes += size;
