@@ -212,24 +212,33 @@ void run_backward(const Tensor& root, BackwardOptions options) {
           node->name, node->where.file_name(), node->where.line()));
 
   NoGradGuard no_grad;  // gradients are plain values, not part of any graph
+  // If a backward throws, no node keeps a partial gradient for the next backward() to add to.
+  // (Leaves already reached keep what was added to them.)
+  struct ClearScratch {
+    const std::vector<Node*>& nodes;
+    ~ClearScratch() {
+      for (Node* n : nodes) n->grad = Tensor();
+    }
+  } clear_scratch{order};
+
   order.front()->grad = seed;
   for (Node* node : order) {
-    Tensor grad_output = std::move(node->grad);
-    node->grad = Tensor();
-    if (!grad_output.defined()) continue;  // nothing flowed here (inputs needed no grad)
-    std::vector<Tensor> grads = node->backward(grad_output);
-    if (grads.size() != node->next.size())
-      fail("backward of '{}': returned {} gradients for {} inputs", node->name, grads.size(),
-           node->next.size());
-    for (std::size_t i = 0; i < grads.size(); ++i) {
-      const Edge& edge = node->next[i];
-      if (!grads[i].defined() || !edge.needs_grad()) continue;
-      check_gradient(*node, i, grads[i]);
-      if (anomaly_enabled) check_backward_finite(*node, i, grads[i]);  // AnomalyGuard
-      if (edge.node)
-        accumulate_into_node(edge.node->grad, std::move(grads[i]));
-      else
-        accumulate_into_leaf(*edge.leaf, grads[i]);
+    const Tensor grad_output = std::exchange(node->grad, Tensor());
+    if (grad_output.defined()) {  // else nothing flowed here (its inputs need no grad)
+      std::vector<Tensor> grads = node->backward(grad_output);
+      if (grads.size() != node->next.size())
+        fail("backward of '{}': returned {} gradients for {} inputs", node->name, grads.size(),
+             node->next.size());
+      for (std::size_t i = 0; i < grads.size(); ++i) {
+        const Edge& edge = node->next[i];
+        if (!grads[i].defined() || !edge.needs_grad()) continue;
+        check_gradient(*node, i, grads[i]);
+        if (anomaly_enabled) check_backward_finite(*node, i, grads[i]);  // AnomalyGuard
+        if (edge.node)
+          accumulate_into_node(edge.node->grad, std::move(grads[i]));
+        else
+          accumulate_into_leaf(*edge.leaf, grads[i]);
+      }
     }
     if (!options.retain_graph) {  // release what the backward saved, keep the structure
       node->backward = nullptr;

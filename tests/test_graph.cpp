@@ -489,3 +489,45 @@ TEST(Graph, LeafUsedByManyOpsGetsEveryGradient) {
 }
 
 }  // namespace
+
+namespace {
+
+// y = x; its backward throws on demand.
+Tensor fragile_identity(const Tensor& x, const bool& fail) {
+  return ag::custom_op(
+      "fragile_identity", {x}, [](const std::vector<Tensor>& in) { return in[0].clone(); },
+      [&fail](const ag::OpContext&, const Tensor& g) {
+        if (fail) throw std::runtime_error("planted failure");
+        return std::vector<Tensor>{g};
+      });
+}
+
+TEST(Graph, ABackwardThatThrowsLeavesNoPartialGradientInTheGraph) {
+  Tensor x = ag::tensor({1.0, 2.0}, {2}, DType::Float64).requires_grad_();
+  bool fail = true;
+  const Tensor h = ag::scale(x, 3.0);
+  const Tensor loss = ag::sum(fragile_identity(h, fail));
+  EXPECT_THROW(loss.backward({.retain_graph = true}), std::runtime_error);
+  for (ag::Node* node : ag::detail::topological_order(loss.grad_fn().get()))
+    EXPECT_FALSE(node->grad.defined()) << node->name;
+  fail = false;
+  loss.backward();  // the same graph, now whole: x gets exactly one gradient
+  EXPECT_EQ(x.grad().to_vector(), (std::vector<double>{3.0, 3.0}));
+}
+
+TEST(Graph, NodesThatReceiveNoGradientAreReleasedToo) {
+  Tensor x = ag::tensor({1.0, 2.0}, {2}, DType::Float64).requires_grad_();
+  const Tensor h = ag::scale(x, 2.0);
+  // An op whose backward passes nothing back: the scale node behind it receives no gradient.
+  const Tensor stopped = ag::custom_op(
+      "stop_gradient", {h}, [](const std::vector<Tensor>& in) { return in[0].clone(); },
+      [](const ag::OpContext&, const Tensor&) { return std::vector<Tensor>{Tensor()}; });
+  const Tensor loss = ag::add(ag::sum(stopped), ag::sum(x));
+  loss.backward();
+  EXPECT_EQ(x.grad().to_vector(), (std::vector<double>{1.0, 1.0}));
+  ASSERT_TRUE(h.grad_fn());
+  EXPECT_TRUE(h.grad_fn()->released());
+  EXPECT_TRUE(h.grad_fn()->inputs.empty());
+}
+
+}  // namespace
