@@ -19,6 +19,15 @@
 namespace ag::test {
 
 /// Standard normal values of the given shape, reproducible from `seed`.
+/// y = f(x) element by element, computed in double and stored in x's dtype: the forward and
+/// backward of small element-wise custom ops in the tests.
+template <class F>
+Tensor map(const Tensor& x, F f) {
+  std::vector<double> v = x.to_vector();
+  for (double& e : v) e = f(e);
+  return ag::tensor(v, x.shape(), x.dtype());
+}
+
 inline Tensor random_normal(const Shape& shape, uint64_t seed, DType dtype = DType::Float64) {
   Generator gen(seed);
   return randn(shape, gen, 1.0, dtype);

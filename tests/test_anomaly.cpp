@@ -18,15 +18,9 @@ using ag::DType;
 using ag::Tensor;
 using ag::Where;
 using ag::test::contains;
+using ag::test::map;
 
 constexpr DType f64 = DType::Float64;
-
-template <class F>
-Tensor map(const Tensor& x, F f) {
-  std::vector<double> v = x.to_vector();
-  for (double& e : v) e = f(e);
-  return ag::tensor(v, x.shape(), x.dtype());
-}
 
 // x: any shape -> same shape. y = log x; dL/dx = dL/dy / x. NaN for x < 0.
 Tensor my_log(const Tensor& x, Where where = Where::current()) {

@@ -19,18 +19,11 @@ using ag::Tensor;
 using ag::Where;
 using ag::test::contains;
 using ag::test::gradcheck_passes;
+using ag::test::map;
 using ag::test::random_normal;
 using ag::test::thrown_message;
 
 constexpr DType f64 = DType::Float64;
-
-// y = f(x) element-wise, computed in double and stored in x's dtype.
-template <class F>
-Tensor map(const Tensor& x, F f) {
-  std::vector<double> v = x.to_vector();
-  for (double& e : v) e = f(e);
-  return ag::tensor(v, x.shape(), x.dtype());
-}
 
 // x: any shape -> same shape. y = tanh(x); dL/dx = dL/dy · (1 - y²)
 Tensor my_tanh(const Tensor& x, Where where = Where::current()) {
