@@ -11,11 +11,11 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
-#include <memory>
 #include <mutex>
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "autograd/detail/parallel.h"
@@ -100,7 +100,9 @@ class ThreadPool {
 
 std::mutex pool_mutex;
 int requested_threads = 0;  // 0: one per core
-std::unique_ptr<ThreadPool> pool;
+// Never destroyed at exit (its sleeping workers end with the process): an op run by another
+// static object's destructor must not find the pool gone, or start a new one nobody joins.
+ThreadPool* pool = nullptr;
 
 ThreadPool& the_pool() {
   const std::lock_guard lock(pool_mutex);
@@ -108,7 +110,7 @@ ThreadPool& the_pool() {
     const int n = requested_threads > 0
                       ? requested_threads
                       : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-    pool = std::make_unique<ThreadPool>(n);
+    pool = new ThreadPool(n);
   }
   return *pool;
 }
@@ -121,7 +123,7 @@ void set_num_threads(int n) {
                                 std::to_string(n));
   const std::lock_guard lock(pool_mutex);
   requested_threads = n;
-  if (pool && pool->threads() != n) pool.reset();  // started again with n threads on next use
+  if (pool && pool->threads() != n) delete std::exchange(pool, nullptr);  // restarts on next use
 }
 
 int get_num_threads() {
