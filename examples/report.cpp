@@ -1,6 +1,8 @@
 // SVG line plots, the weight grid PNG (stb_image_write) and atomic file writes.
 #include "report.h"
 
+#include "nn/checkpoint.h"
+
 #include <fmt/format.h>
 #include <stb_image_write.h>
 
@@ -17,20 +19,7 @@
 namespace report {
 
 void write_file(const std::filesystem::path& path, const std::string& contents) {
-  const std::filesystem::path tmp = path.string() + fmt::format(".tmp{}", ::getpid());
-  auto fail = [&](const char* what) {
-    const int err = errno;
-    std::error_code ignored;
-    std::filesystem::remove(tmp, ignored);
-    throw std::runtime_error(
-        fmt::format("cannot write {}: {} ({})", path.string(), what, std::strerror(err)));
-  };
-  std::FILE* f = std::fopen(tmp.c_str(), "wb");
-  if (!f) fail("open");
-  const bool written = std::fwrite(contents.data(), 1, contents.size(), f) == contents.size();
-  const bool flushed = std::fflush(f) == 0 && ::fsync(::fileno(f)) == 0;
-  if (std::fclose(f) != 0 || !written || !flushed) fail("write");
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) fail("rename");
+  nn::write_file_atomically(path, contents);  // the checkpoint's temp file, fsync and rename
 }
 
 void check_writable(const std::filesystem::path& dir) {

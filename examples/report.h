@@ -11,8 +11,8 @@
 namespace report {
 
 /// Writes `contents` to `path` through a temporary file in the same directory and a rename, so
-/// `path` is either the old file or the complete new one. Throws std::runtime_error naming the
-/// path and the system's reason.
+/// `path` is either the old file or the complete new one (nn::write_file_atomically). Throws
+/// std::system_error naming the path and the system's reason.
 void write_file(const std::filesystem::path& path, const std::string& contents);
 
 /// Throws std::runtime_error naming `dir` and the system's reason unless a file can be created in

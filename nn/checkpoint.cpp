@@ -96,7 +96,7 @@ int write_all(int fd, std::span<const std::byte> bytes) {
 /// A temporary file next to `target`, removed again unless commit() renamed it onto `target`.
 class TempFile {
  public:
-  explicit TempFile(const fs::path& target) : target_(target) {
+  TempFile(const fs::path& target, const char* op) : target_(target), op_(op) {
     static std::atomic<uint64_t> counter{0};
     const fs::path dir = target.has_parent_path() ? target.parent_path() : fs::path(".");
     for (int attempt = 0;; ++attempt) {
@@ -110,8 +110,7 @@ class TempFile {
       }
       const int err = errno;
       if (err != EEXIST || attempt >= 100)
-        throw_errno(err, fmt::format("save_safetensors: cannot create the temporary file '{}' "
-                                     "for '{}'",
+        throw_errno(err, fmt::format("{}: cannot create the temporary file '{}' for '{}'", op,
                                      path_.string(), target.string()));
     }
   }
@@ -146,11 +145,12 @@ class TempFile {
 
  private:
   [[noreturn]] void fail(int err, const char* step) const {
-    throw_errno(err, fmt::format("save_safetensors: cannot {} '{}' (temporary file '{}')", step,
+    throw_errno(err, fmt::format("{}: cannot {} '{}' (temporary file '{}')", op_, step,
                                  target_.string(), path_.string()));
   }
 
   fs::path target_;
+  const char* op_;
   fs::path path_;
   std::optional<Fd> fd_;
   bool committed_ = false;
@@ -324,7 +324,7 @@ void save_safetensors(const fs::path& path, const NamedTensors& tensors,
   text.append((8 - text.size() % 8) % 8, ' ');
   const uint64_t length = text.size();  // little-endian, like the data (see the static_assert)
 
-  TempFile file(path);
+  TempFile file(path, "save_safetensors");
   file.write(std::as_bytes(std::span(&length, 1)));
   file.write(std::as_bytes(std::span(text)));
   for (const auto* entry : order) {
@@ -335,6 +335,12 @@ void save_safetensors(const fs::path& path, const NamedTensors& tensors,
     else
       file.write(std::as_bytes(std::span(t.data<float>(), n)));
   }
+  file.commit();
+}
+
+void write_file_atomically(const std::filesystem::path& path, std::string_view contents) {
+  TempFile file(path, "write_file_atomically");
+  file.write(std::as_bytes(std::span(contents)));
   file.commit();
 }
 

@@ -19,6 +19,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 
 #include "nn/module.h"
 
@@ -40,6 +41,11 @@ class CheckpointError : public std::runtime_error {
   std::filesystem::path path_;
   std::optional<uint64_t> offset_;
 };
+
+/// Writes `contents` to `path` the same atomic way save_safetensors does: `path` is afterwards
+/// either the old file or the complete new one; on failure std::system_error names the path and
+/// the errno text, and no temporary file is left.
+void write_file_atomically(const std::filesystem::path& path, std::string_view contents);
 
 /// Writes tensors (and optional string metadata) to `path` atomically: into a temporary file in
 /// the same directory, flushed (fsync), then renamed over `path`. On any failure the temporary

@@ -557,6 +557,24 @@ TEST_F(Checkpoint, FailedRenameRemovesTheTemporaryFile) {
   EXPECT_TRUE(fs::is_directory(file("c.safetensors")));
 }
 
+TEST_F(Checkpoint, WriteFileAtomicallyReplacesTheWholeFile) {
+  nn::write_file_atomically(file("a.txt"), "first version, longer");
+  nn::write_file_atomically(file("a.txt"), "second");
+  EXPECT_EQ(read_bytes(file("a.txt")), "second");
+  EXPECT_EQ(listing(), std::set<std::string>{"a.txt"});
+}
+
+TEST_F(Checkpoint, WriteFileAtomicallyFailureNamesThePathAndLeavesNoTemporaryFile) {
+  fs::create_directories(file("out.json") / "inside");
+  try {
+    nn::write_file_atomically(file("out.json"), "{}");
+    FAIL() << "expected std::system_error";
+  } catch (const std::system_error& e) {
+    EXPECT_NE(std::string(e.what()).find("out.json"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(listing(), std::set<std::string>{"out.json"});
+}
+
 TEST_F(Checkpoint, FailedWriteKeepsTheOriginalAndRemovesTheTemporaryFile) {
   // A file size limit makes write() fail part way (EFBIG), as a full disk would (ENOSPC).
   nn::save_safetensors(file("c.safetensors"), {{"w", ag::ones({2})}});
