@@ -34,11 +34,11 @@ std::string shapes_str(const std::vector<Shape>& shapes) {
 // Step 1: the node's backward must return one gradient per input, each shaped like its input.
 // Returns what is wrong, or an empty string.
 std::string check_gradient_shapes(const Node& node, uint64_t seed) {
-  std::vector<Tensor> grads;
+  TensorList grads;
   {
     const NoGradGuard no_grad;  // as in backward(): gradients are plain values
     Generator gen(seed);
-    grads = node.backward(randn(node.shape, gen, 1.0, node.dtype));
+    grads = node.backward(randn(node.shape.vec(), gen, 1.0, node.dtype));
   }
   if (grads.size() != node.inputs.size())
     return fmt::format("backward returned {} gradients for {} inputs", grads.size(),
@@ -114,12 +114,14 @@ NodeCheck check_node(const Node& node, std::size_t index, const CheckGraphOption
   check.index = index;
   check.op = node.name;
   for (const Tensor& t : node.inputs) check.input_shapes.push_back(t.shape());
-  check.output_shape = node.shape;
+  check.output_shape = node.shape.vec();
   check.dtype = node.dtype;
   check.where = node.where;
   check.gradcheck.tolerance = options.tolerance;
 
   GradcheckOptions gradcheck_options{options.eps, options.tolerance, options.seed};
+  const ForwardFn replay = [&node](const std::vector<Tensor>& in) { return node.forward(in); };
+  const std::vector<Tensor> inputs = node.inputs.vec();
   try {
     check.message = check_gradient_shapes(node, options.seed);
     if (!check.message.empty()) {
@@ -128,15 +130,15 @@ NodeCheck check_node(const Node& node, std::size_t index, const CheckGraphOption
     }
     // Relative error alone first; then, unless atol was given, with rounding noise allowed for.
     gradcheck_options.atol = check.atol = options.atol.value_or(0.0);
-    check.gradcheck = gradcheck(node.forward, node.inputs, gradcheck_options);
+    check.gradcheck = gradcheck(replay, inputs, gradcheck_options);
     if (!check.gradcheck.passed && !options.atol) {
-      gradcheck_options.atol = check.atol = noise_atol(node.forward, node.inputs, options.eps);
-      check.gradcheck = gradcheck(node.forward, node.inputs, gradcheck_options);
+      gradcheck_options.atol = check.atol = noise_atol(replay, inputs, options.eps);
+      check.gradcheck = gradcheck(replay, inputs, gradcheck_options);
     }
     if (!check.gradcheck.passed) {
       const std::vector<Tensor> moved =
-          move_off_kinks(node.forward, node.inputs, options, check.atol, check.kinks);
-      if (check.kinks > 0) check.gradcheck = gradcheck(node.forward, moved, gradcheck_options);
+          move_off_kinks(replay, inputs, options, check.atol, check.kinks);
+      if (check.kinks > 0) check.gradcheck = gradcheck(replay, moved, gradcheck_options);
     }
   } catch (const std::exception& e) {
     check.status = NodeCheck::Status::Error;

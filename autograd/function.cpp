@@ -56,7 +56,7 @@ Tensor apply(const std::shared_ptr<const CustomOp>& op, std::vector<Tensor> inpu
   }
   OpContext ctx{std::move(values), output.detach(), std::move(needs_input_grad)};
   detail::record(
-      output, op->name, std::move(inputs),
+      output, op->name, TensorList(inputs.begin(), inputs.end()),
       [op, ctx = std::move(ctx)](const Tensor& g) { return op->backward(ctx, g); },
       [op, where](const std::vector<Tensor>& in) { return apply(op, in, where); }, where);
   return output;

@@ -33,10 +33,9 @@ NoGradGuard::~NoGradGuard() {
 Node::~Node() {
   // Take apart, one at a time, every node that only this chain keeps alive; each is then
   // destroyed with no edges left, so no destructor recurses.
-  std::vector<std::shared_ptr<Node>> pending;
+  SmallVector<std::shared_ptr<Node>, 8> pending;
+  // (This node's own lambdas are gone already: the derived part is destroyed first.)
   auto harvest = [&pending](Node& n) {
-    n.backward = nullptr;
-    n.forward = nullptr;
     n.inputs.clear();
     // Edge by edge, so that when several edges hold the same node (add(h, h)) the earlier ones
     // let go first and the last one, now the only owner, takes it apart here.
@@ -53,8 +52,21 @@ Node::~Node() {
   while (!pending.empty()) {
     std::shared_ptr<Node> n = std::move(pending.back());
     pending.pop_back();
+    n->release();  // its lambdas may hold tensors too
     harvest(*n);
   }
+}
+
+void Node::release() {
+  release_saved();
+  inputs.clear();
+  released_ = true;
+}
+
+void Node::throw_released() const {
+  throw std::logic_error(
+      fmt::format("node '{}' (created at {}:{}): its saved values were released by backward()",
+                  name, where.file_name(), where.line()));
 }
 
 namespace detail {
@@ -66,13 +78,15 @@ bool needs_grad(std::initializer_list<const Tensor*> inputs) {
   return false;
 }
 
-void record(Tensor& output, const char* name, std::vector<Tensor> inputs, BackwardFn backward,
-            ForwardFn forward, std::source_location where) {
+void link(std::shared_ptr<Node> node, Tensor& output, const char* name, TensorList inputs,
+          std::source_location where) {
   if (anomaly_enabled) check_forward_finite(output, name, where);  // AnomalyGuard
-  auto node = make_pooled<Node>();
   node->name = name;
   node->next.reserve(inputs.size());
-  for (Tensor& input : inputs) {
+  // The inputs are kept as they are: a non-leaf's handle holds only the node its edge holds
+  // anyway, so keeping it makes nothing live longer (and there is no cycle: every reference still
+  // points from later ops to earlier ones).
+  for (const Tensor& input : inputs) {
     const auto& impl = input.impl();
     if (impl->grad_fn)
       node->next.push_back({impl->grad_fn, nullptr});
@@ -80,14 +94,10 @@ void record(Tensor& output, const char* name, std::vector<Tensor> inputs, Backwa
       node->next.push_back({nullptr, impl});
     else
       node->next.push_back({});
-    // The node keeps values, never the graph behind them. A leaf has no graph behind it (and its
-    // edge holds it anyway), so it is kept as it is.
-    if (impl->grad_fn) input = input.detach();
   }
   node->inputs = std::move(inputs);
-  node->backward = std::move(backward);
-  node->forward = std::move(forward);
-  node->shape = output.shape();
+  const Shape& shape = output.shape();
+  node->shape = SmallVector<int64_t, 4>(shape.begin(), shape.end());
   node->dtype = output.dtype();
   node->where = where;
   output.impl()->grad_fn = std::move(node);
@@ -109,6 +119,12 @@ class NodeSet {
     ++size_;
     return true;
   }
+  /// Forgets every node, keeping the memory.
+  void clear() {
+    std::fill(slots_.begin(), slots_.end(), nullptr);
+    size_ = 0;
+  }
+  std::size_t capacity() const { return slots_.size(); }
 
  private:
   std::size_t slot_of(const Node* node) const {  // Fibonacci hashing: the product's top bits
@@ -127,27 +143,59 @@ class NodeSet {
   int shift_ = 0;
 };
 
+// What one traversal works in. backward() borrows this thread's spare one, so a training step
+// allocates none of it once warm; a backward() run from inside a backward lambda gets its own.
+struct Traversal {
+  NodeSet seen;
+  std::vector<std::pair<Node*, std::size_t>> stack;
+  std::vector<Node*> order;  // the result
+};
+
+// Iterative depth-first search; a node is emitted after everything that feeds it, so the
+// reversed list visits every consumer of a node's output before the node itself.
+void sort_topologically(Node* root, Traversal& t) {
+  t.seen.clear();
+  t.stack.clear();
+  t.order.clear();
+  t.seen.insert(root);
+  t.stack.emplace_back(root, 0);
+  while (!t.stack.empty()) {
+    auto& [node, next_edge] = t.stack.back();
+    if (next_edge < node->next.size()) {
+      Node* child = node->next[next_edge++].node.get();
+      if (child && t.seen.insert(child)) t.stack.emplace_back(child, 0);
+    } else {
+      t.order.push_back(node);
+      t.stack.pop_back();
+    }
+  }
+  std::reverse(t.order.begin(), t.order.end());
+}
+
+class BorrowedTraversal {
+ public:
+  BorrowedTraversal() : t_(spare_ ? std::move(spare_) : std::make_unique<Traversal>()) {}
+  ~BorrowedTraversal() {
+    // Kept for the next backward() unless a huge graph made it big.
+    constexpr std::size_t kKeepNodes = 4096;
+    if (!spare_ && t_->seen.capacity() <= 4 * kKeepNodes) spare_ = std::move(t_);
+  }
+  BorrowedTraversal(const BorrowedTraversal&) = delete;
+  BorrowedTraversal& operator=(const BorrowedTraversal&) = delete;
+  Traversal& get() { return *t_; }
+
+ private:
+  static thread_local std::unique_ptr<Traversal> spare_;
+  std::unique_ptr<Traversal> t_;
+};
+thread_local std::unique_ptr<Traversal> BorrowedTraversal::spare_;
+
 }  // namespace
 
 std::vector<Node*> topological_order(Node* root) {
-  // Iterative depth-first search; a node is emitted after everything that feeds it, so the
-  // reversed list visits every consumer of a node's output before the node itself.
-  std::vector<Node*> post_order;
-  NodeSet seen;
-  seen.insert(root);
-  std::vector<std::pair<Node*, std::size_t>> stack{{root, 0}};
-  while (!stack.empty()) {
-    auto& [node, next_edge] = stack.back();
-    if (next_edge < node->next.size()) {
-      Node* child = node->next[next_edge++].node.get();
-      if (child && seen.insert(child)) stack.emplace_back(child, 0);
-    } else {
-      post_order.push_back(node);
-      stack.pop_back();
-    }
-  }
-  std::reverse(post_order.begin(), post_order.end());
-  return post_order;
+  Traversal t;
+  sort_topologically(root, t);
+  return std::move(t.order);
 }
 
 namespace {
@@ -195,14 +243,17 @@ void run_backward(const Tensor& root, BackwardOptions options) {
         "backward: the tensor does not require grad (no input was marked with "
         "requires_grad_(), or it was computed under NoGradGuard)");
 
-  const Tensor seed = full(root.shape(), 1.0, root.dtype());
+  Tensor seed = Tensor::empty(root.shape(), root.dtype());
+  seed.fill_(1.0);
   const auto& impl = root.impl();
   if (!impl->grad_fn) {  // a leaf: d(root)/d(root) = 1
     accumulate_into_leaf(*impl, seed);
     return;
   }
 
-  const std::vector<Node*> order = topological_order(impl->grad_fn.get());
+  BorrowedTraversal traversal;
+  sort_topologically(impl->grad_fn.get(), traversal.get());
+  const std::vector<Node*>& order = traversal.get().order;
   for (Node* node : order)
     if (node->released())
       throw std::runtime_error(fmt::format(
@@ -225,7 +276,7 @@ void run_backward(const Tensor& root, BackwardOptions options) {
   for (Node* node : order) {
     const Tensor grad_output = std::exchange(node->grad, Tensor());
     if (grad_output.defined()) {  // else nothing flowed here (its inputs need no grad)
-      std::vector<Tensor> grads = node->backward(grad_output);
+      TensorList grads = node->backward(grad_output);
       if (grads.size() != node->next.size())
         fail("backward of '{}': returned {} gradients for {} inputs", node->name, grads.size(),
              node->next.size());
@@ -240,11 +291,7 @@ void run_backward(const Tensor& root, BackwardOptions options) {
           accumulate_into_leaf(*edge.leaf, grads[i]);
       }
     }
-    if (!options.retain_graph) {  // release what the backward saved, keep the structure
-      node->backward = nullptr;
-      node->forward = nullptr;
-      node->inputs.clear();
-    }
+    if (!options.retain_graph) node->release();  // what the backward saved; keeps the structure
   }
 }
 

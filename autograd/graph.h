@@ -9,18 +9,24 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <source_location>
 #include <span>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
+#include "autograd/allocator.h"
+#include "autograd/small_vector.h"
 #include "autograd/tensor.h"
 
 namespace ag {
 
-/// Gets the output's gradient and returns one gradient per input, in input order (an undefined
-/// Tensor where an input needs none). It must not modify grad_output, which may be shared.
-using BackwardFn = std::function<std::vector<Tensor>(const Tensor& grad_output)>;
-/// Recomputes the op's forward from (detached copies of) its inputs, with everything else the op
+/// A list of tensors as the graph keeps them: an op's inputs, the gradients its backward returns.
+/// Up to two live inside the list itself, so recording a binary op allocates nothing for it.
+using TensorList = SmallVector<Tensor, 2>;
+
+/// Recomputes an op's forward from (detached copies of) its inputs, with everything else the op
 /// was called with held fixed. Used by check_graph to test each node on its own.
 using ForwardFn = std::function<Tensor(const std::vector<Tensor>& inputs)>;
 
@@ -31,24 +37,41 @@ struct Edge {
   bool needs_grad() const { return node || leaf; }
 };
 
+/// One recorded op. The op's backward and forward lambdas live in the node itself (see
+/// detail::record), so recording an op allocates nothing beyond the node.
 struct Node {
-  const char* name = "";         // the op's name, e.g. "matmul"
-  std::vector<Edge> next;        // one per input, in input order
-  std::vector<Tensor> inputs;    // detached input values (released with the graph)
-  BackwardFn backward;           // null once released
-  ForwardFn forward;             // null once released
-  Shape shape;                   // of the output
-  DType dtype = DType::Float32;  // of the output
-  std::source_location where;    // where the op was called
-  Tensor grad;                   // scratch: the output's gradient during backward()
+  const char* name = "";          // the op's name, e.g. "matmul"
+  SmallVector<Edge, 2> next;      // one per input, in input order
+  TensorList inputs;              // the input values (released with the graph)
+  SmallVector<int64_t, 4> shape;  // of the output
+  DType dtype = DType::Float32;   // of the output
+  std::source_location where;     // where the op was called
+  Tensor grad;                    // scratch: the output's gradient during backward()
 
   Node() = default;
   Node(const Node&) = delete;
   Node& operator=(const Node&) = delete;
   /// Frees the chain of nodes behind this one iteratively (a 100,000-op chain must not overflow
   /// the stack through recursive shared_ptr destructors).
-  ~Node();
-  bool released() const { return !backward; }
+  virtual ~Node();
+
+  /// The op's backward: gets the output's gradient and returns one gradient per input, in input
+  /// order (an undefined Tensor where an input needs none). It must not modify grad_output, which
+  /// may be shared. Throws std::logic_error once the node is released.
+  virtual TensorList backward(const Tensor& grad_output) const = 0;
+  /// Replays the op's forward on new input values (see ForwardFn). Throws once released.
+  virtual Tensor forward(const std::vector<Tensor>& inputs) const = 0;
+  /// Drops what the op saved for its backward (its lambdas and input values), keeping the
+  /// structure: what backward() does to each node unless retain_graph is set.
+  void release();
+  bool released() const { return released_; }
+
+ protected:
+  virtual void release_saved() noexcept = 0;
+  [[noreturn]] void throw_released() const;
+
+ private:
+  bool released_ = false;
 };
 
 /// Whether ops record the graph on this thread (true unless a NoGradGuard is alive).
@@ -72,9 +95,53 @@ namespace detail {
 /// a node.
 bool needs_grad(std::initializer_list<const Tensor*> inputs);
 
+/// The node of an op whose backward is `Backward` and replay is `Forward`, both stored inline.
+/// Backward is called as backward(grad_output), or as backward(grad_output, inputs) when it
+/// takes the node's saved input values as a second argument; it returns a TensorList (or a
+/// std::vector<Tensor>), one gradient per input.
+template <class Backward, class Forward>
+class OpNode final : public Node {
+ public:
+  OpNode(Backward backward, Forward forward)
+      : backward_(std::move(backward)), forward_(std::move(forward)) {}
+
+  TensorList backward(const Tensor& grad_output) const override {
+    if (!backward_) throw_released();
+    if constexpr (std::is_invocable_v<const Backward&, const Tensor&, const TensorList&>)
+      return as_list((*backward_)(grad_output, inputs));
+    else
+      return as_list((*backward_)(grad_output));
+  }
+  Tensor forward(const std::vector<Tensor>& values) const override {
+    if (!forward_) throw_released();
+    return (*forward_)(values);
+  }
+
+ private:
+  static TensorList as_list(TensorList grads) { return grads; }
+  static TensorList as_list(std::vector<Tensor>&& grads) {
+    return TensorList(std::make_move_iterator(grads.begin()), std::make_move_iterator(grads.end()));
+  }
+  void release_saved() noexcept override {
+    backward_.reset();
+    forward_.reset();
+  }
+  std::optional<Backward> backward_;
+  std::optional<Forward> forward_;
+};
+
+/// Links `node` into the graph as the producer of `output`, from `inputs` (the non-template
+/// half of record).
+void link(std::shared_ptr<Node> node, Tensor& output, const char* name, TensorList inputs,
+          std::source_location where);
+
 /// Records `output` as produced by op `name` from `inputs`: the node the engine will visit.
-void record(Tensor& output, const char* name, std::vector<Tensor> inputs, BackwardFn backward,
-            ForwardFn forward, std::source_location where);
+template <class Backward, class Forward>
+void record(Tensor& output, const char* name, TensorList inputs, Backward backward, Forward forward,
+            std::source_location where) {
+  link(make_pooled<OpNode<Backward, Forward>>(std::move(backward), std::move(forward)), output,
+       name, std::move(inputs), where);
+}
 
 /// Runs reverse mode from a scalar `root` (Tensor::backward calls this).
 void run_backward(const Tensor& root, BackwardOptions options);

@@ -24,19 +24,30 @@ const char* dtype_name(DType dtype) {
 }
 
 std::string shape_str(const Shape& shape) {
-  return fmt::format("[{}]", fmt::join(shape, ", "));
+  return detail::shape_str_of(shape);
 }
 
 int64_t shape_numel(const Shape& shape) {
+  return detail::numel_of(shape);
+}
+
+namespace detail {
+
+std::string shape_str_of(std::span<const int64_t> shape) {
+  return fmt::format("[{}]", fmt::join(shape, ", "));
+}
+
+int64_t numel_of(std::span<const int64_t> shape) {
   int64_t n = 1;
   for (int64_t extent : shape) {
-    if (extent < 0) detail::fail("shape {}: extents must not be negative", shape_str(shape));
-    if (extent != 0 && n > std::numeric_limits<int64_t>::max() / extent)
-      detail::fail("shape {}: element count overflows int64", shape_str(shape));
-    n *= extent;
+    if (extent < 0) fail("shape {}: extents must not be negative", shape_str_of(shape));
+    if (__builtin_mul_overflow(n, extent, &n))  // (no division: this runs for every tensor)
+      fail("shape {}: element count overflows int64", shape_str_of(shape));
   }
   return n;
 }
+
+}  // namespace detail
 
 // ---- Generator ----
 
@@ -96,15 +107,73 @@ void check_same_dtype(const char* op, const Tensor& a, const Tensor& b) {
 
 // ---- Tensor ----
 
-Tensor Tensor::empty(Shape shape, DType dtype) {
-  auto impl = detail::make_pooled<TensorImpl>();
-  impl->numel = shape_numel(shape);
+namespace {
+
+// TensorImpls are recycled per thread, each with its shape vector's memory, so that the tensors a
+// training step makes get their shapes without a call to malloc (a step makes dozens, all of
+// shapes seen in the step before).
+struct ImplPool {
+  std::vector<TensorImpl*> free;
+  ~ImplPool();
+};
+constinit thread_local bool impl_pool_alive = true;
+thread_local ImplPool impl_pool;
+constexpr std::size_t kMaxPooledImpls = 4096;
+
+ImplPool::~ImplPool() {
+  impl_pool_alive = false;
+  for (TensorImpl* t : free) delete t;
+}
+
+struct RecycleImpl {
+  void operator()(TensorImpl* t) const noexcept {
+    // First let go of what it holds; that may free a graph, and with it more impls.
+    t->storage.reset();
+    t->grad = Tensor();
+    t->grad_fn.reset();
+    t->requires_grad = false;
+    if (impl_pool_alive && impl_pool.free.size() < kMaxPooledImpls) {
+      try {
+        impl_pool.free.push_back(t);
+        return;
+      } catch (...) {  // no memory for the bookkeeping: just free it
+      }
+    }
+    delete t;
+  }
+};
+
+std::shared_ptr<TensorImpl> new_impl() {
+  TensorImpl* t = nullptr;
+  if (impl_pool_alive && !impl_pool.free.empty()) {
+    t = impl_pool.free.back();
+    impl_pool.free.pop_back();
+  } else {
+    t = new TensorImpl;
+  }
+  // The reference counts come from the small-object free lists (see allocator.h).
+  return std::shared_ptr<TensorImpl>(t, RecycleImpl{}, detail::SmallObjectAllocator<TensorImpl>{});
+}
+
+}  // namespace
+
+Tensor Tensor::empty(const Shape& shape, DType dtype) {
+  return empty_of(shape, dtype);
+}
+
+Tensor Tensor::empty(std::initializer_list<int64_t> shape, DType dtype) {
+  return empty_of(std::span<const int64_t>(shape.begin(), shape.size()), dtype);
+}
+
+Tensor Tensor::empty_of(std::span<const int64_t> shape, DType dtype) {
+  const int64_t numel = detail::numel_of(shape);
   const std::size_t elem = dtype == DType::Float64 ? sizeof(double) : sizeof(float);
-  if (static_cast<uint64_t>(impl->numel) > std::numeric_limits<std::size_t>::max() / elem)
-    detail::fail("Tensor::empty: shape {} is too large", shape_str(shape));
-  impl->storage =
-      detail::make_pooled<detail::Storage>(static_cast<std::size_t>(impl->numel) * elem);
-  impl->shape = std::move(shape);
+  if (static_cast<uint64_t>(numel) > std::numeric_limits<std::size_t>::max() / elem)
+    detail::fail("Tensor::empty: shape {} is too large", detail::shape_str_of(shape));
+  auto impl = new_impl();
+  impl->storage = detail::make_pooled<detail::Storage>(static_cast<std::size_t>(numel) * elem);
+  impl->shape.assign(shape.begin(), shape.end());
+  impl->numel = numel;
   impl->dtype = dtype;
   return Tensor(std::move(impl));
 }
@@ -173,7 +242,7 @@ void Tensor::backward(BackwardOptions options) const {
 
 Tensor Tensor::detach() const {
   const TensorImpl& t = checked();
-  auto impl = detail::make_pooled<TensorImpl>();
+  auto impl = new_impl();
   impl->storage = t.storage;
   impl->shape = t.shape;
   impl->numel = t.numel;

@@ -7,12 +7,16 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <initializer_list>
 #include <memory>
 #include <random>
+#include <span>
 #include <stdexcept>
 #include <string>
 #include <type_traits>
 #include <vector>
+
+#include "autograd/small_vector.h"
 
 namespace ag {
 
@@ -26,6 +30,8 @@ enum class DType { Float32, Float64 };
 const char* dtype_name(DType dtype);
 /// "[2, 3]" (and "[]" for a scalar): how error messages print shapes.
 std::string shape_str(const Shape& shape);
+template <std::size_t N>
+std::string shape_str(const SmallVector<int64_t, N>& shape);
 /// Product of the extents; throws std::invalid_argument on a negative extent or overflow.
 int64_t shape_numel(const Shape& shape);
 
@@ -64,7 +70,9 @@ class Tensor {
   explicit Tensor(std::shared_ptr<TensorImpl> impl) : impl_(std::move(impl)) {}
 
   /// Uninitialised storage of the given shape; used by ops to allocate their outputs.
-  static Tensor empty(Shape shape, DType dtype = DType::Float32);
+  static Tensor empty(const Shape& shape, DType dtype = DType::Float32);
+  /// As above, for a shape written in place: Tensor::empty({N, H}).
+  static Tensor empty(std::initializer_list<int64_t> shape, DType dtype = DType::Float32);
 
   bool defined() const { return impl_ != nullptr; }
   const Shape& shape() const;
@@ -126,6 +134,7 @@ class Tensor {
   TensorImpl& checked();
   [[noreturn]] static void throw_undefined();
   [[noreturn]] static void throw_dtype_mismatch(DType dtype, const char* asked_for);
+  static Tensor empty_of(std::span<const int64_t> shape, DType dtype);
   std::shared_ptr<TensorImpl> impl_;
 };
 
@@ -143,6 +152,10 @@ Tensor rand(Shape shape, Generator& gen, double low = 0.0, double high = 1.0,
             DType dtype = DType::Float32);
 
 namespace detail {
+
+/// shape_str and shape_numel for any contiguous list of extents.
+std::string shape_str_of(std::span<const int64_t> shape);
+int64_t numel_of(std::span<const int64_t> shape);
 
 /// 64-byte aligned storage shared by a tensor and its detached views.
 struct Storage {
@@ -166,6 +179,11 @@ struct TensorImpl {
   Tensor grad;                    // leaves only: the accumulated gradient
   std::shared_ptr<Node> grad_fn;  // non-leaves: the op that produced this tensor
 };
+
+template <std::size_t N>
+std::string shape_str(const SmallVector<int64_t, N>& shape) {
+  return detail::shape_str_of(std::span<const int64_t>(shape.data(), shape.size()));
+}
 
 inline const TensorImpl& Tensor::checked() const {
   if (!impl_) throw_undefined();

@@ -169,7 +169,7 @@ void BM_Op(benchmark::State& state, Config c, Op op, bool backward) {
   const ag::Tensor g = ag::ones(out.shape(), out.dtype());
   for (auto _ : state) {
     if (backward) {
-      const std::vector<ag::Tensor> grads = out.grad_fn()->backward(g);
+      const ag::TensorList grads = out.grad_fn()->backward(g);
       benchmark::DoNotOptimize(grads.data());
     } else {
       const ag::Tensor y = run();

@@ -38,7 +38,7 @@ Tensor add_bias(const Tensor& x, const Tensor& b, Where where) {
         [N, H, grad_b = b.requires_grad()](const Tensor& g) {
           Tensor db;  // dL/db = column sums of dL/dY
           if (grad_b) {
-            db = zeros({H}, g.dtype());
+            db = Tensor::empty({H}, g.dtype()).fill_(0.0);
             detail::dispatch(g.dtype(), [&]<class T>() {
               const T* pg = g.data<T>();
               T* pdb = db.data<T>();
@@ -50,7 +50,7 @@ Tensor add_bias(const Tensor& x, const Tensor& b, Where where) {
               });
             });
           }
-          return std::vector<Tensor>{g, db};  // dL/dX = dL/dY
+          return TensorList{g, db};  // dL/dX = dL/dY
         },
         [](const std::vector<Tensor>& in) { return add_bias(in[0], in[1]); }, where);
   }

@@ -46,7 +46,7 @@ Tensor add(const Tensor& a, const Tensor& b, Where where) {
     detail::record(
         y, "add", {a, b},
         [](const Tensor& g) {
-          return std::vector<Tensor>{g, g};
+          return TensorList{g, g};
         },
         [](const std::vector<Tensor>& in) { return add(in[0], in[1]); }, where);
   return y;
@@ -60,7 +60,7 @@ Tensor sub(const Tensor& a, const Tensor& b, Where where) {
     detail::record(
         y, "sub", {a, b},
         [](const Tensor& g) {
-          return std::vector<Tensor>{g, g.clone().mul_(-1.0)};
+          return TensorList{g, g.clone().mul_(-1.0)};
         },
         [](const std::vector<Tensor>& in) { return sub(in[0], in[1]); }, where);
   return y;
@@ -73,9 +73,10 @@ Tensor mul(const Tensor& a, const Tensor& b, Where where) {
   if (detail::needs_grad({&a, &b}))
     detail::record(
         y, "mul", {a, b},
-        [a = a.detach(), b = b.detach()](const Tensor& g) {
+        [](const Tensor& g, const TensorList& in) {
+          const Tensor &a = in[0], &b = in[1];
           auto times = [](auto u, auto v) { return u * v; };
-          return std::vector<Tensor>{zip(g, b, times), zip(g, a, times)};
+          return TensorList{zip(g, b, times), zip(g, a, times)};
         },
         [](const std::vector<Tensor>& in) { return mul(in[0], in[1]); }, where);
   return y;
@@ -87,8 +88,7 @@ Tensor scale(const Tensor& x, double factor, Where where) {
   Tensor y = x.clone().mul_(factor);
   if (detail::needs_grad({&x}))
     detail::record(
-        y, "scale", {x},
-        [factor](const Tensor& g) { return std::vector<Tensor>{g.clone().mul_(factor)}; },
+        y, "scale", {x}, [factor](const Tensor& g) { return TensorList{g.clone().mul_(factor)}; },
         [factor](const std::vector<Tensor>& in) { return scale(in[0], factor); }, where);
   return y;
 }
@@ -107,7 +107,7 @@ Tensor sum(const Tensor& x, Where where) {
     detail::record(
         y, "sum", {x},
         [shape = x.shape()](const Tensor& g) {
-          return std::vector<Tensor>{full(shape, g.item(), g.dtype())};
+          return TensorList{full(shape, g.item(), g.dtype())};
         },
         [](const std::vector<Tensor>& in) { return sum(in[0]); }, where);
   return y;
@@ -127,8 +127,7 @@ Tensor cast(const Tensor& x, DType dtype, Where where) {
   y.copy_(x);
   if (detail::needs_grad({&x}))
     detail::record(
-        y, "cast", {x},
-        [from = x.dtype()](const Tensor& g) { return std::vector<Tensor>{g.to(from)}; },
+        y, "cast", {x}, [from = x.dtype()](const Tensor& g) { return TensorList{g.to(from)}; },
         [dtype](const std::vector<Tensor>& in) { return cast(in[0], dtype); }, where);
   return y;
 }

@@ -59,7 +59,8 @@ Tensor l2(const Tensor& w, Where where) {
   if (detail::needs_grad({&w})) {
     detail::record(
         out, "l2", {w},
-        [w = w.detach()](const Tensor& g) {
+        [](const Tensor& g, const TensorList& in) {
+          const Tensor& w = in[0];
           Tensor dw = Tensor::empty(w.shape(), w.dtype());
           detail::dispatch(w.dtype(), [&]<class T>() {
             const T two_g = T(2) * g.data<T>()[0];
@@ -69,7 +70,7 @@ Tensor l2(const Tensor& w, Where where) {
               for (int64_t i = b; i < e; ++i) pdw[i] = two_g * pw[i];
             });
           });
-          return std::vector<Tensor>{dw};
+          return TensorList{dw};
         },
         [](const std::vector<Tensor>& in) { return l2(in[0]); }, where);
   }

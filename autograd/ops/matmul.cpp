@@ -32,7 +32,8 @@ Tensor matmul(const Tensor& a, const Tensor& b, Where where) {
     const bool grad_a = a.requires_grad(), grad_b = b.requires_grad();
     detail::record(
         y, "matmul", {a, b},
-        [a = a.detach(), b = b.detach(), grad_a, grad_b, N, D, H](const Tensor& g) {
+        [grad_a, grad_b, N, D, H](const Tensor& g, const TensorList& in) {
+          const Tensor &a = in[0], &b = in[1];  // the values the forward multiplied
           Tensor da, db;
           detail::dispatch(g.dtype(), [&]<class T>() {
             if (grad_a) {  // dL/dA = dL/dY · Bᵀ
@@ -46,7 +47,7 @@ Tensor matmul(const Tensor& a, const Tensor& b, Where where) {
                            db.data<T>());
             }
           });
-          return std::vector<Tensor>{da, db};
+          return TensorList{da, db};
         },
         [](const std::vector<Tensor>& in) { return matmul(in[0], in[1]); }, where);
   }

@@ -70,7 +70,7 @@ Tensor softmax_cross_entropy(const Tensor& scores, std::span<const int32_t> labe
               d[n * C + (*y)[n]] -= k;
             }
           });
-          return std::vector<Tensor>{ds};
+          return TensorList{ds};
         },
         [y](const std::vector<Tensor>& in) { return softmax_cross_entropy(in[0], *y); }, where);
   }
