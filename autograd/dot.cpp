@@ -113,7 +113,7 @@ class DotWriter {
       label += "\\n" + describe(t) + (is_leaf ? "\\nrequires grad" : "\\nno grad");
       if (options_.value_norms) label += fmt::format("\\n|value| = {:.4g}", l2_norm(t));
       if (options_.grad_norms && is_leaf)
-        label += leaf->grad.defined() ? fmt::format("\\n|grad| = {:.4g}", l2_norm(leaf->grad))
+        label += leaf->grad.defined() ? fmt::format("\\n|grad| = {:.4g}", l2_norm(t.grad()))
                                       : std::string("\\ngrad: none yet");
     }
     out_ +=

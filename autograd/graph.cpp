@@ -213,12 +213,26 @@ void accumulate_into_node(Tensor& slot, Tensor g) {
   }
 }
 
-// A leaf's grad() is its own storage, so it can be summed into in place across backward() calls.
-void accumulate_into_leaf(TensorImpl& leaf, const Tensor& g) {
-  if (!leaf.grad.defined())
-    leaf.grad = g.clone();
-  else
+// Nothing but `g` itself holds its values: it can become a leaf's gradient as it is.
+bool sole_owner(const Tensor& g) {
+  return g.impl().use_count() == 1 && g.impl()->storage.use_count() == 1;
+}
+
+// A leaf's grad() is its own storage, summed into in place across backward() calls. The first
+// gradient after zero_grad() (or ever) is taken over as it is, when nothing else holds it, rather
+// than copied or added to zeros: for a weight matrix, two passes over it fewer per step.
+void accumulate_into_leaf(TensorImpl& leaf, Tensor g) {
+  if (leaf.grad.defined() && !leaf.grad_pending_zero) {
     leaf.grad.add_(g);
+    return;
+  }
+  leaf.grad_pending_zero = false;
+  if (sole_owner(g))
+    leaf.grad = std::move(g);
+  else if (leaf.grad.defined())
+    leaf.grad.copy_(g);
+  else
+    leaf.grad = g.clone();
 }
 
 void check_gradient(const Node& node, std::size_t i, const Tensor& g) {
@@ -288,7 +302,7 @@ void run_backward(const Tensor& root, BackwardOptions options) {
         if (edge.node)
           accumulate_into_node(edge.node->grad, std::move(grads[i]));
         else
-          accumulate_into_leaf(*edge.leaf, grads[i]);
+          accumulate_into_leaf(*edge.leaf, std::move(grads[i]));
       }
     }
     if (!options.retain_graph) node->release();  // what the backward saved; keeps the structure

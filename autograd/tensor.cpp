@@ -5,6 +5,7 @@
 #include <fmt/ranges.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdlib>
 #include <limits>
@@ -112,18 +113,25 @@ namespace {
 // TensorImpls are recycled per thread, each with its shape vector's memory, so that the tensors a
 // training step makes get their shapes without a call to malloc (a step makes dozens, all of
 // shapes seen in the step before).
+// Plain data (constinit), so the hot path reads it with no thread-local initialisation check;
+// ImplPoolOwner deletes what is left when the thread exits, registered by the first recycling.
+constexpr std::size_t kMaxPooledImpls = 512;
 struct ImplPool {
-  std::vector<TensorImpl*> free;
-  ~ImplPool();
+  std::array<TensorImpl*, kMaxPooledImpls> free;
+  std::size_t count;
+  bool alive;  // false once the owner has emptied it at thread exit
+  bool owned;  // the owner has been touched, and so will empty it at thread exit
 };
-constinit thread_local bool impl_pool_alive = true;
-thread_local ImplPool impl_pool;
-constexpr std::size_t kMaxPooledImpls = 4096;
+constinit thread_local ImplPool impl_pool{{}, 0, true, false};
 
-ImplPool::~ImplPool() {
-  impl_pool_alive = false;
-  for (TensorImpl* t : free) delete t;
-}
+struct ImplPoolOwner {
+  bool registered = false;
+  ~ImplPoolOwner() {
+    impl_pool.alive = false;
+    while (impl_pool.count > 0) delete impl_pool.free[--impl_pool.count];
+  }
+};
+thread_local ImplPoolOwner impl_pool_owner;
 
 struct RecycleImpl {
   void operator()(TensorImpl* t) const noexcept {
@@ -132,12 +140,11 @@ struct RecycleImpl {
     t->grad = Tensor();
     t->grad_fn.reset();
     t->requires_grad = false;
-    if (impl_pool_alive && impl_pool.free.size() < kMaxPooledImpls) {
-      try {
-        impl_pool.free.push_back(t);
-        return;
-      } catch (...) {  // no memory for the bookkeeping: just free it
-      }
+    t->grad_pending_zero = false;
+    if (impl_pool.alive && impl_pool.count < kMaxPooledImpls) {
+      if (!impl_pool.owned) impl_pool.owned = impl_pool_owner.registered = true;
+      impl_pool.free[impl_pool.count++] = t;
+      return;
     }
     delete t;
   }
@@ -145,9 +152,8 @@ struct RecycleImpl {
 
 std::shared_ptr<TensorImpl> new_impl() {
   TensorImpl* t = nullptr;
-  if (impl_pool_alive && !impl_pool.free.empty()) {
-    t = impl_pool.free.back();
-    impl_pool.free.pop_back();
+  if (impl_pool.count > 0) {
+    t = impl_pool.free[--impl_pool.count];
   } else {
     t = new TensorImpl;
   }
@@ -187,11 +193,8 @@ void Tensor::throw_dtype_mismatch(DType dtype, const char* asked_for) {
                               ", asked for " + asked_for);
 }
 
-int64_t Tensor::size(int64_t d) const {
-  const int64_t n = dim();
-  if (d < -n || d >= n)
-    detail::fail("Tensor::size: dimension {} is out of range for shape {}", d, shape_str(shape()));
-  return shape()[static_cast<std::size_t>(d < 0 ? d + n : d)];
+void Tensor::throw_bad_dim(int64_t d) const {
+  detail::fail("Tensor::size: dimension {} is out of range for shape {}", d, shape_str(shape()));
 }
 
 double Tensor::item() const {
@@ -225,7 +228,13 @@ bool Tensor::is_leaf() const {
   return !checked().grad_fn;
 }
 Tensor Tensor::grad() const {
-  return checked().grad;
+  checked();
+  TensorImpl& t = *impl_;
+  if (t.grad_pending_zero) {
+    t.grad.fill_(0.0);
+    t.grad_pending_zero = false;
+  }
+  return t.grad;
 }
 const std::shared_ptr<Node>& Tensor::grad_fn() const {
   return checked().grad_fn;
@@ -233,7 +242,12 @@ const std::shared_ptr<Node>& Tensor::grad_fn() const {
 
 void Tensor::zero_grad() {
   TensorImpl& t = checked();
-  if (t.grad.defined()) t.grad.fill_(0.0);
+  if (!t.grad.defined()) return;
+  // Only this tensor holds its gradient: nobody can see the zeros before grad() or backward().
+  if (t.grad.impl().use_count() == 1 && t.grad.impl()->storage.use_count() == 1)
+    t.grad_pending_zero = true;
+  else
+    t.grad.fill_(0.0);
 }
 
 void Tensor::backward(BackwardOptions options) const {

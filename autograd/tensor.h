@@ -99,9 +99,12 @@ class Tensor {
   bool requires_grad() const;
   /// True when no op produced this tensor inside the graph (grad_fn() is null).
   bool is_leaf() const;
-  /// The accumulated gradient of a leaf; undefined until a backward() reaches it.
+  /// The accumulated gradient of a leaf; undefined until a backward() reaches it. (It completes
+  /// a pending zero_grad() first, so do not call it on one tensor from two threads at once.)
   Tensor grad() const;
-  /// Sets the accumulated gradient to zero (keeping its storage).
+  /// Sets the accumulated gradient to zero, keeping its storage. When nothing else holds the
+  /// gradient the zeros are written only when someone looks: by grad(), or by the next backward(),
+  /// which then writes its gradient over the old one instead of adding it to zeros.
   void zero_grad();
   /// Reverse-mode differentiation from this scalar. Gradients are added into the grad() of
   /// every leaf that requires grad. The graph's saved buffers are released unless
@@ -133,6 +136,7 @@ class Tensor {
   const TensorImpl& checked() const;
   TensorImpl& checked();
   [[noreturn]] static void throw_undefined();
+  [[noreturn]] void throw_bad_dim(int64_t d) const;
   [[noreturn]] static void throw_dtype_mismatch(DType dtype, const char* asked_for);
   static Tensor empty_of(std::span<const int64_t> shape, DType dtype);
   std::shared_ptr<TensorImpl> impl_;
@@ -175,9 +179,10 @@ struct TensorImpl {
   Shape shape;
   int64_t numel = 0;
   DType dtype = DType::Float32;
-  bool requires_grad = false;     // leaves only: accumulate a gradient here
-  Tensor grad;                    // leaves only: the accumulated gradient
-  std::shared_ptr<Node> grad_fn;  // non-leaves: the op that produced this tensor
+  bool requires_grad = false;      // leaves only: accumulate a gradient here
+  Tensor grad;                     // leaves only: the accumulated gradient
+  bool grad_pending_zero = false;  // leaves only: grad counts as zeros (see Tensor::zero_grad)
+  std::shared_ptr<Node> grad_fn;   // non-leaves: the op that produced this tensor
 };
 
 template <std::size_t N>
@@ -195,6 +200,12 @@ inline TensorImpl& Tensor::checked() {
 }
 inline const Shape& Tensor::shape() const {
   return checked().shape;
+}
+inline int64_t Tensor::size(int64_t d) const {
+  const Shape& s = shape();
+  const auto n = static_cast<int64_t>(s.size());
+  if (d < -n || d >= n) throw_bad_dim(d);
+  return s[static_cast<std::size_t>(d < 0 ? d + n : d)];
 }
 inline int64_t Tensor::numel() const {
   return checked().numel;

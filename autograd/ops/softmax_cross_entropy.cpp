@@ -56,7 +56,10 @@ Tensor softmax_cross_entropy(const Tensor& scores, std::span<const int32_t> labe
   });
 
   if (detail::needs_grad({&scores})) {
-    auto y = std::make_shared<const std::vector<int32_t>>(labels.begin(), labels.end());
+    // The labels, kept for backward and replay (from the small-object pool: no malloc per step).
+    auto y =
+        std::allocate_shared<int32_t[]>(detail::SmallObjectAllocator<int32_t>{}, labels.size());
+    std::copy(labels.begin(), labels.end(), y.get());
     detail::record(
         loss, "softmax_cross_entropy", {scores},
         [probs, y, N, C](const Tensor& g) {  // dL/ds = (p - onehot(y)) / N
@@ -67,12 +70,15 @@ Tensor softmax_cross_entropy(const Tensor& scores, std::span<const int32_t> labe
             const T k = g.data<T>()[0] / static_cast<T>(N);
             for (int64_t n = 0; n < N; ++n) {
               for (int64_t c = 0; c < C; ++c) d[n * C + c] = p[n * C + c] * k;
-              d[n * C + (*y)[n]] -= k;
+              d[n * C + y[n]] -= k;
             }
           });
           return TensorList{ds};
         },
-        [y](const std::vector<Tensor>& in) { return softmax_cross_entropy(in[0], *y); }, where);
+        [y, N](const std::vector<Tensor>& in) {
+          return softmax_cross_entropy(in[0], std::span<const int32_t>(y.get(), std::size_t(N)));
+        },
+        where);
   }
   return loss;
 }
