@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -106,6 +107,52 @@ TEST(Graph, ZeroGradLeavesADefinedAllZeroGradientThatAccumulatesAfresh) {
   EXPECT_EQ(w.grad().data<double>(), storage);  // the storage is kept
   ag::l2(w).backward();
   EXPECT_EQ(w.grad().to_vector(), (std::vector<double>{2, -4}));
+}
+
+TEST(Graph, ZeroGradZeroesAGradientSomeoneElseHoldsAtOnce) {
+  Tensor w = param({1, -2}, {2});
+  ag::l2(w).backward();
+  const Tensor held = w.grad();  // shares the gradient's storage
+  w.zero_grad();
+  EXPECT_EQ(held.to_vector(), (std::vector<double>{0, 0}));
+  ag::l2(w).backward();
+  EXPECT_EQ(held.to_vector(), (std::vector<double>{2, -4}));  // still the leaf's gradient
+  EXPECT_EQ(w.grad().data<double>(), held.data<double>());
+}
+
+TEST(Graph, BackwardAfterZeroGradGivesTheNewGradientNotASum) {
+  // Each way the first gradient can arrive after zero_grad(): owned by nobody else (taken over),
+  // shared by two edges (add(w, w) passes one tensor to both), or shared with a saved value.
+  const std::vector<std::pair<std::string, std::function<Tensor(const Tensor&)>>> losses{
+      {"l2", [](const Tensor& w) { return ag::l2(w); }},
+      {"add(w, w)", [](const Tensor& w) { return ag::sum(ag::add(w, w)); }},
+      {"sum", [](const Tensor& w) { return ag::sum(w); }}};
+  for (const auto& [name, loss] : losses) {
+    SCOPED_TRACE(name);
+    Tensor w = param({1, -2}, {2});
+    loss(w).backward();
+    const std::vector<double> once = w.grad().to_vector();
+    loss(w).backward();
+    w.zero_grad();
+    loss(w).backward();
+    EXPECT_EQ(w.grad().to_vector(), once);
+    loss(w).backward();  // and sums again afterwards
+    EXPECT_EQ(w.grad().to_vector(), (std::vector<double>{2 * once[0], 2 * once[1]}));
+  }
+}
+
+TEST(Graph, AGradientTakenOverByALeafIsNotSharedWithAnotherLeaf) {
+  // add's backward returns one tensor for both inputs: neither leaf may take it over alone.
+  Tensor a = param({1, 2}, {2});
+  Tensor b = param({3, 4}, {2});
+  ag::sum(ag::add(a, b)).backward();
+  EXPECT_NE(a.grad().data<double>(), b.grad().data<double>());
+  a.zero_grad();
+  b.zero_grad();
+  ag::sum(ag::add(a, b)).backward();
+  EXPECT_NE(a.grad().data<double>(), b.grad().data<double>());
+  a.grad().fill_(7.0);
+  EXPECT_EQ(b.grad().to_vector(), (std::vector<double>{1, 1}));
 }
 
 TEST(Graph, GradIsUndefinedBeforeAnyBackward) {
