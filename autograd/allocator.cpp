@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <new>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 namespace ag {
@@ -33,37 +34,58 @@ struct FreeObject {
   FreeObject* next;
 };
 
-struct BlockCache {
-  std::array<std::vector<void*>, kDirectClasses> small_blocks;       // [size / 64 - 1]
-  std::unordered_map<std::size_t, std::vector<void*>> large_blocks;  // by rounded size
-  AllocatorStats stats;
-
-  std::vector<void*>& blocks_of(std::size_t size) {
-    const std::size_t index = size / kAlignment - 1;
-    return index < kDirectClasses ? small_blocks[index] : large_blocks[size];
-  }
-  void release_all() {
-    for (auto& blocks : small_blocks) {
-      for (void* block : blocks) std::free(block);
-      blocks.clear();
-    }
-    for (auto& [size, blocks] : large_blocks)
-      for (void* block : blocks) std::free(block);
-    large_blocks.clear();
-    stats.cached_bytes = 0;
-  }
-  ~BlockCache();
+struct FreeBlock {
+  FreeBlock* next;
 };
 
-// Storage may outlive its thread's cache (a tensor freed during thread exit): then blocks go
-// straight back to the system. The flag is trivially destructible, so it is safe to read then.
-thread_local bool cache_alive = true;
-thread_local BlockCache cache;
+// Blocks up to 64 KiB wait in intrusive lists (each free block holds the next one's address) in
+// plain, constinit thread-local data: taking one back is two loads and a store, with no
+// thread-local initialisation check. SmallBlocksOwner frees them when the thread exits.
+struct SmallBlocks {
+  std::array<FreeBlock*, kDirectClasses> head;  // [size / 64 - 1]
+  AllocatorStats stats;                         // of the whole cache, large blocks too
+  bool alive;                                   // false once the owner has freed the lists
+  bool owned;                                   // the owner is registered to free them
+};
+constinit thread_local SmallBlocks small_blocks{{}, {}, true, false};
 
-BlockCache::~BlockCache() {
-  release_all();
-  cache_alive = false;
+void release_small_blocks() {
+  for (std::size_t i = 0; i < kDirectClasses; ++i)
+    for (FreeBlock* b = std::exchange(small_blocks.head[i], nullptr); b;) {
+      small_blocks.stats.cached_bytes -= (i + 1) * kAlignment;
+      std::free(std::exchange(b, b->next));
+    }
 }
+
+struct SmallBlocksOwner {
+  bool registered = false;  // written on first use, which registers the destructor
+  ~SmallBlocksOwner() {
+    release_small_blocks();
+    small_blocks.alive = false;
+  }
+};
+thread_local SmallBlocksOwner small_blocks_owner;
+
+// Larger blocks, by rounded size. Storage may outlive its thread's cache (a tensor freed during
+// thread exit): then blocks go straight back to the system. The flag is trivially destructible,
+// so it is safe to read then.
+thread_local bool large_blocks_alive = true;
+struct LargeBlocks {
+  std::unordered_map<std::size_t, std::vector<void*>> by_size;
+  void release_all() {
+    for (auto& [size, blocks] : by_size)
+      for (void* block : blocks) {
+        small_blocks.stats.cached_bytes -= size;
+        std::free(block);
+      }
+    by_size.clear();
+  }
+  ~LargeBlocks() {
+    release_all();
+    large_blocks_alive = false;
+  }
+};
+thread_local LargeBlocks large_blocks;
 
 // The small objects' free lists are plain data (constinit, trivially destructible), so the hot
 // path reads them with no thread-local initialisation check. FreeListsOwner empties them when
@@ -89,34 +111,38 @@ thread_local FreeListsOwner free_lists_owner;
 }  // namespace
 
 AllocatorStats allocator_stats() {
-  return cache_alive ? cache.stats : AllocatorStats{};
+  return small_blocks.stats;
 }
 
 void empty_cache() {
-  if (cache_alive) cache.release_all();
+  if (small_blocks.alive) release_small_blocks();
+  if (large_blocks_alive) large_blocks.release_all();
 }
 
 namespace detail {
 
 void* allocate(std::size_t bytes) {
   const std::size_t size = rounded(bytes);
-  if (cache_alive) {
-    const std::size_t index = size / kAlignment - 1;
-    std::vector<void*>* blocks = nullptr;
-    if (index < kDirectClasses) {
-      blocks = &cache.small_blocks[index];
-    } else if (auto it = cache.large_blocks.find(size); it != cache.large_blocks.end()) {
-      blocks = &it->second;
-    }
-    if (blocks && !blocks->empty()) {
-      void* block = blocks->back();
-      blocks->pop_back();
-      cache.stats.cached_bytes -= size;
-      ++cache.stats.cache_hits;
+  const std::size_t index = size / kAlignment - 1;
+  AllocatorStats& stats = small_blocks.stats;
+  if (index < kDirectClasses) {
+    if (FreeBlock* block = small_blocks.head[index]) {  // (empty once the thread's cache is gone)
+      small_blocks.head[index] = block->next;
+      stats.cached_bytes -= size;
+      ++stats.cache_hits;
       return block;
     }
-    ++cache.stats.system_allocations;
+  } else if (large_blocks_alive) {
+    if (auto it = large_blocks.by_size.find(size);
+        it != large_blocks.by_size.end() && !it->second.empty()) {
+      void* block = it->second.back();
+      it->second.pop_back();
+      stats.cached_bytes -= size;
+      ++stats.cache_hits;
+      return block;
+    }
   }
+  ++stats.system_allocations;
   void* block = std::aligned_alloc(kAlignment, size);
   if (!block) throw std::bad_alloc();
   return block;
@@ -125,13 +151,23 @@ void* allocate(std::size_t bytes) {
 void deallocate(void* block, std::size_t bytes) noexcept {
   if (!block) return;
   const std::size_t size = rounded(bytes);
-  if (cache_alive && size <= kMaxCachedBlock &&
-      cache.stats.cached_bytes + size <= kMaxCachedBytes) {
-    try {
-      cache.blocks_of(size).push_back(block);
-      cache.stats.cached_bytes += size;
-      return;
-    } catch (...) {  // no memory for the bookkeeping: just free it
+  const std::size_t index = size / kAlignment - 1;
+  AllocatorStats& stats = small_blocks.stats;
+  if (size <= kMaxCachedBlock && stats.cached_bytes + size <= kMaxCachedBytes) {
+    if (index < kDirectClasses) {
+      if (small_blocks.alive) {
+        if (!small_blocks.owned) small_blocks.owned = small_blocks_owner.registered = true;
+        small_blocks.head[index] = new (block) FreeBlock{small_blocks.head[index]};
+        stats.cached_bytes += size;
+        return;
+      }
+    } else if (large_blocks_alive) {
+      try {
+        large_blocks.by_size[size].push_back(block);
+        stats.cached_bytes += size;
+        return;
+      } catch (...) {  // no memory for the bookkeeping: just free it
+      }
     }
   }
   std::free(block);
