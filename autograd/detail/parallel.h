@@ -20,6 +20,7 @@ template <class F>
 double parallel_sum(int64_t n, int64_t grain, F&& body) {
   constexpr int64_t kMaxParts = 64;
   const int64_t parts = std::clamp<int64_t>(n / std::max<int64_t>(grain, 1), 1, kMaxParts);
+  if (parts == 1) return body(int64_t{0}, n);
   std::array<double, kMaxParts> partial{};
   parallel_for(parts, 1, [&](int64_t k0, int64_t k1) {
     for (int64_t k = k0; k < k1; ++k) partial[k] = body(n * k / parts, n * (k + 1) / parts);

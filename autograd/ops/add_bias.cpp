@@ -38,13 +38,14 @@ Tensor add_bias(const Tensor& x, const Tensor& b, Where where) {
         [N, H, grad_b = b.requires_grad()](const Tensor& g) {
           Tensor db;  // dL/db = column sums of dL/dY
           if (grad_b) {
-            db = Tensor::empty({H}, g.dtype()).fill_(0.0);
+            db = Tensor::empty({H}, g.dtype());
             detail::dispatch(g.dtype(), [&]<class T>() {
               const T* pg = g.data<T>();
               T* pdb = db.data<T>();
               const int64_t columns_per_part =
                   detail::kElementwiseGrain / std::max<int64_t>(N, 1) + 1;
               detail::parallel_for(H, columns_per_part, [&](int64_t h0, int64_t h1) {
+                std::fill(pdb + h0, pdb + h1, T(0));
                 for (int64_t n = 0; n < N; ++n)
                   for (int64_t h = h0; h < h1; ++h) pdb[h] += pg[n * H + h];
               });

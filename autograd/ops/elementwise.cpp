@@ -36,6 +36,19 @@ Tensor zip(const Tensor& a, const Tensor& b, F f) {
   return out;
 }
 
+// out[i] = x[i] * factor
+Tensor scaled(const Tensor& x, double factor) {
+  Tensor out = Tensor::empty(x.shape(), x.dtype());
+  detail::dispatch(x.dtype(), [&]<class T>() {
+    const T* px = x.data<T>();
+    T* po = out.data<T>();
+    const T k = static_cast<T>(factor);
+    const int64_t n = x.numel();
+    for (int64_t i = 0; i < n; ++i) po[i] = px[i] * k;
+  });
+  return out;
+}
+
 }  // namespace
 
 // a, b: same shape -> same shape
@@ -60,7 +73,7 @@ Tensor sub(const Tensor& a, const Tensor& b, Where where) {
     detail::record(
         y, "sub", {a, b},
         [](const Tensor& g) {
-          return TensorList{g, g.clone().mul_(-1.0)};
+          return TensorList{g, scaled(g, -1.0)};
         },
         [](const std::vector<Tensor>& in) { return sub(in[0], in[1]); }, where);
   return y;
@@ -85,10 +98,10 @@ Tensor mul(const Tensor& a, const Tensor& b, Where where) {
 // x: any shape -> same shape
 Tensor scale(const Tensor& x, double factor, Where where) {
   detail::check_defined("scale", {&x});
-  Tensor y = x.clone().mul_(factor);
+  Tensor y = scaled(x, factor);
   if (detail::needs_grad({&x}))
     detail::record(
-        y, "scale", {x}, [factor](const Tensor& g) { return TensorList{g.clone().mul_(factor)}; },
+        y, "scale", {x}, [factor](const Tensor& g) { return TensorList{scaled(g, factor)}; },
         [factor](const std::vector<Tensor>& in) { return scale(in[0], factor); }, where);
   return y;
 }
