@@ -26,8 +26,8 @@ namespace ag {
 /// Up to two live inside the list itself, so recording a binary op allocates nothing for it.
 using TensorList = SmallVector<Tensor, 2>;
 
-/// Recomputes an op's forward from (detached copies of) its inputs, with everything else the op
-/// was called with held fixed. Used by check_graph to test each node on its own.
+/// Recomputes an op's forward from new values of its inputs, with everything else the op was
+/// called with held fixed. Used by check_graph to test each node on its own.
 using ForwardFn = std::function<Tensor(const std::vector<Tensor>& inputs)>;
 
 /// Where an input's gradient goes: into the node that produced it, or into a leaf's grad().
