@@ -95,10 +95,21 @@ namespace detail {
 /// a node.
 bool needs_grad(std::initializer_list<const Tensor*> inputs);
 
+/// The gradients a backward returns, one per input, moved into the list as they are given:
+/// `return detail::grads(std::move(da), std::move(db));`. (A braced TensorList{da, db} would copy
+/// each twice, an atomic reference count each time.) A one-input op may return its Tensor.
+template <class... Ts>
+TensorList grads(Ts&&... gradients) {
+  TensorList out;
+  out.reserve(sizeof...(Ts));
+  (out.emplace_back(std::forward<Ts>(gradients)), ...);
+  return out;
+}
+
 /// The node of an op whose backward is `Backward` and replay is `Forward`, both stored inline.
 /// Backward is called as backward(grad_output), or as backward(grad_output, inputs) when it
 /// takes the node's saved input values as a second argument; it returns a TensorList (or a
-/// std::vector<Tensor>), one gradient per input.
+/// std::vector<Tensor>, or one Tensor for a one-input op), one gradient per input.
 template <class Backward, class Forward>
 class OpNode final : public Node {
  public:
@@ -119,6 +130,7 @@ class OpNode final : public Node {
 
  private:
   static TensorList as_list(TensorList grads) { return grads; }
+  static TensorList as_list(Tensor grad) { return detail::grads(std::move(grad)); }
   static TensorList as_list(std::vector<Tensor>&& grads) {
     return TensorList(std::make_move_iterator(grads.begin()), std::make_move_iterator(grads.end()));
   }
@@ -135,12 +147,22 @@ class OpNode final : public Node {
 void link(std::shared_ptr<Node> node, Tensor& output, const char* name, TensorList inputs,
           std::source_location where);
 
+/// An op's inputs as it passes them to record, `{a, b}`: references, so that each is copied once,
+/// into the node (a braced list of Tensors would copy each twice).
+using InputRefs = std::initializer_list<std::reference_wrapper<const Tensor>>;
+
 /// Records `output` as produced by op `name` from `inputs`: the node the engine will visit.
 template <class Backward, class Forward>
 void record(Tensor& output, const char* name, TensorList inputs, Backward backward, Forward forward,
             std::source_location where) {
   link(make_pooled<OpNode<Backward, Forward>>(std::move(backward), std::move(forward)), output,
        name, std::move(inputs), where);
+}
+template <class Backward, class Forward>
+void record(Tensor& output, const char* name, InputRefs inputs, Backward backward, Forward forward,
+            std::source_location where) {
+  record(output, name, TensorList(inputs.begin(), inputs.end()), std::move(backward),
+         std::move(forward), where);
 }
 
 /// Runs reverse mode from a scalar `root` (Tensor::backward calls this).

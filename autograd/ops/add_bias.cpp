@@ -51,7 +51,7 @@ Tensor add_bias(const Tensor& x, const Tensor& b, Where where) {
               });
             });
           }
-          return TensorList{g, db};  // dL/dX = dL/dY
+          return detail::grads(g, std::move(db));  // dL/dX = dL/dY
         },
         [](const std::vector<Tensor>& in) { return add_bias(in[0], in[1]); }, where);
   }

@@ -57,10 +57,7 @@ Tensor add(const Tensor& a, const Tensor& b, Where where) {
   Tensor y = zip(a, b, [](auto u, auto v) { return u + v; });
   if (detail::needs_grad({&a, &b}))
     detail::record(
-        y, "add", {a, b},
-        [](const Tensor& g) {
-          return TensorList{g, g};
-        },
+        y, "add", {a, b}, [](const Tensor& g) { return detail::grads(g, g); },
         [](const std::vector<Tensor>& in) { return add(in[0], in[1]); }, where);
   return y;
 }
@@ -71,10 +68,7 @@ Tensor sub(const Tensor& a, const Tensor& b, Where where) {
   Tensor y = zip(a, b, [](auto u, auto v) { return u - v; });
   if (detail::needs_grad({&a, &b}))
     detail::record(
-        y, "sub", {a, b},
-        [](const Tensor& g) {
-          return TensorList{g, scaled(g, -1.0)};
-        },
+        y, "sub", {a, b}, [](const Tensor& g) { return detail::grads(g, scaled(g, -1.0)); },
         [](const std::vector<Tensor>& in) { return sub(in[0], in[1]); }, where);
   return y;
 }
@@ -89,7 +83,7 @@ Tensor mul(const Tensor& a, const Tensor& b, Where where) {
         [](const Tensor& g, const TensorList& in) {
           const Tensor &a = in[0], &b = in[1];
           auto times = [](auto u, auto v) { return u * v; };
-          return TensorList{zip(g, b, times), zip(g, a, times)};
+          return detail::grads(zip(g, b, times), zip(g, a, times));
         },
         [](const std::vector<Tensor>& in) { return mul(in[0], in[1]); }, where);
   return y;
@@ -101,7 +95,7 @@ Tensor scale(const Tensor& x, double factor, Where where) {
   Tensor y = scaled(x, factor);
   if (detail::needs_grad({&x}))
     detail::record(
-        y, "scale", {x}, [factor](const Tensor& g) { return TensorList{scaled(g, factor)}; },
+        y, "scale", {x}, [factor](const Tensor& g) { return scaled(g, factor); },
         [factor](const std::vector<Tensor>& in) { return scale(in[0], factor); }, where);
   return y;
 }
@@ -119,9 +113,7 @@ Tensor sum(const Tensor& x, Where where) {
   if (detail::needs_grad({&x}))
     detail::record(
         y, "sum", {x},
-        [shape = x.shape()](const Tensor& g) {
-          return TensorList{full(shape, g.item(), g.dtype())};
-        },
+        [shape = x.shape()](const Tensor& g) { return full(shape, g.item(), g.dtype()); },
         [](const std::vector<Tensor>& in) { return sum(in[0]); }, where);
   return y;
 }
@@ -140,7 +132,7 @@ Tensor cast(const Tensor& x, DType dtype, Where where) {
   y.copy_(x);
   if (detail::needs_grad({&x}))
     detail::record(
-        y, "cast", {x}, [from = x.dtype()](const Tensor& g) { return TensorList{g.to(from)}; },
+        y, "cast", {x}, [from = x.dtype()](const Tensor& g) { return g.to(from); },
         [dtype](const std::vector<Tensor>& in) { return cast(in[0], dtype); }, where);
   return y;
 }

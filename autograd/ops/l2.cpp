@@ -70,7 +70,7 @@ Tensor l2(const Tensor& w, Where where) {
               for (int64_t i = b; i < e; ++i) pdw[i] = two_g * pw[i];
             });
           });
-          return TensorList{dw};
+          return dw;
         },
         [](const std::vector<Tensor>& in) { return l2(in[0]); }, where);
   }

@@ -47,7 +47,7 @@ Tensor matmul(const Tensor& a, const Tensor& b, Where where) {
                            db.data<T>());
             }
           });
-          return TensorList{da, db};
+          return detail::grads(std::move(da), std::move(db));
         },
         [](const std::vector<Tensor>& in) { return matmul(in[0], in[1]); }, where);
   }

@@ -36,7 +36,7 @@ Tensor relu(const Tensor& x, Where where) {
               }
             });
           });
-          return TensorList{dx};
+          return dx;
         },
         [](const std::vector<Tensor>& in) { return relu(in[0]); }, where);
   }

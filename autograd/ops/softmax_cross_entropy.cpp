@@ -73,7 +73,7 @@ Tensor softmax_cross_entropy(const Tensor& scores, std::span<const int32_t> labe
               d[n * C + y[n]] -= k;
             }
           });
-          return TensorList{ds};
+          return ds;
         },
         [y, N](const std::vector<Tensor>& in) {
           return softmax_cross_entropy(in[0], std::span<const int32_t>(y.get(), std::size_t(N)));
