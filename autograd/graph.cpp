@@ -286,7 +286,7 @@ void run_backward(const Tensor& root, BackwardOptions options) {
     }
   } clear_scratch{order};
 
-  order.front()->grad = seed;
+  order.front()->grad = std::move(seed);
   for (Node* node : order) {
     const Tensor grad_output = std::exchange(node->grad, Tensor());
     if (grad_output.defined()) {  // else nothing flowed here (its inputs need no grad)

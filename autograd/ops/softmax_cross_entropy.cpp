@@ -7,6 +7,7 @@
 //   backward: dL/ds[n, c] = (p[n, c] - [c == y_n]) / N · dL/dL_out
 #include <algorithm>
 #include <cmath>
+#include <utility>
 #include <vector>
 
 #include "autograd/detail/dispatch.h"
@@ -62,7 +63,7 @@ Tensor softmax_cross_entropy(const Tensor& scores, std::span<const int32_t> labe
     std::copy(labels.begin(), labels.end(), y.get());
     detail::record(
         loss, "softmax_cross_entropy", {scores},
-        [probs, y, N, C](const Tensor& g) {  // dL/ds = (p - onehot(y)) / N
+        [probs = std::move(probs), y, N, C](const Tensor& g) {  // dL/ds = (p - onehot(y)) / N
           Tensor ds = Tensor::empty({N, C}, probs.dtype());
           detail::dispatch(probs.dtype(), [&]<class T>() {
             const T* p = probs.data<T>();
