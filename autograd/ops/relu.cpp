@@ -23,16 +23,16 @@ Tensor relu(const Tensor& x, Where where) {
   if (detail::needs_grad({&x})) {
     detail::record(
         y, "relu", {x},
-        [y = y.detach()](const Tensor& g) {  // y > 0 exactly where x > 0: save the output
+        [](const Tensor& g, const TensorList& in) {  // the mask [x > 0], from the input kept
           Tensor dx = Tensor::empty(g.shape(), g.dtype());
           detail::dispatch(g.dtype(), [&]<class T>() {
-            const T* py = y.data<T>();
+            const T* px = in[0].data<T>();
             const T* pg = g.data<T>();
             T* pdx = dx.data<T>();
             detail::parallel_for(g.numel(), detail::kElementwiseGrain, [&](int64_t b, int64_t e) {
               for (int64_t i = b; i < e; ++i) {  // both loads unconditional: a select, no branch
                 const T g_i = pg[i];
-                pdx[i] = py[i] > T(0) ? g_i : T(0);
+                pdx[i] = px[i] > T(0) ? g_i : T(0);
               }
             });
           });
