@@ -40,6 +40,7 @@ void deallocate_small(void* p, std::size_t bytes) noexcept;
 /// The allocator std::allocate_shared uses for the objects above.
 template <class T>
 struct SmallObjectAllocator {
+  static_assert(alignof(T) <= 16, "the small-object pool gives 16-byte aligned memory");
   using value_type = T;
   SmallObjectAllocator() = default;
   template <class U>

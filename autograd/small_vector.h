@@ -9,7 +9,6 @@
 #include <initializer_list>
 #include <iterator>
 #include <memory>
-#include <new>
 #include <stdexcept>
 #include <type_traits>
 #include <utility>
@@ -34,12 +33,16 @@ class SmallVector {
   using const_iterator = const T*;
 
   SmallVector() noexcept = default;
-  SmallVector(std::initializer_list<T> values) { append(values.begin(), values.end()); }
+  // (Each delegates to the default constructor first, so that if an element's constructor throws,
+  // the destructor frees the ones already made.)
+  SmallVector(std::initializer_list<T> values) : SmallVector() {
+    append(values.begin(), values.end());
+  }
   template <std::input_iterator It>
-  SmallVector(It first, It last) {
+  SmallVector(It first, It last) : SmallVector() {
     append(first, last);
   }
-  SmallVector(const SmallVector& other) { append(other.begin(), other.end()); }
+  SmallVector(const SmallVector& other) : SmallVector() { append(other.begin(), other.end()); }
   SmallVector(SmallVector&& other) noexcept { take(other); }
   SmallVector& operator=(const SmallVector& other) {
     if (this != &other) {
@@ -125,10 +128,9 @@ class SmallVector {
   }
 
  private:
-  T* inline_data() noexcept { return std::launder(reinterpret_cast<T*>(inline_)); }
-  const T* inline_data() const noexcept {
-    return std::launder(reinterpret_cast<const T*>(inline_));
-  }
+  // The inline buffer's address (it may hold no element yet, so no std::launder here).
+  T* inline_data() noexcept { return reinterpret_cast<T*>(inline_); }
+  const T* inline_data() const noexcept { return reinterpret_cast<const T*>(inline_); }
 
   template <class It>
   void append(It first, It last) {

@@ -102,9 +102,10 @@ class Tensor {
   /// The accumulated gradient of a leaf; undefined until a backward() reaches it. (It completes
   /// a pending zero_grad() first, so do not call it on one tensor from two threads at once.)
   Tensor grad() const;
-  /// Sets the accumulated gradient to zero, keeping its storage. When nothing else holds the
-  /// gradient the zeros are written only when someone looks: by grad(), or by the next backward(),
-  /// which then writes its gradient over the old one instead of adding it to zeros.
+  /// Sets the accumulated gradient to zero. When nothing else holds the gradient, the zeros are
+  /// written only when someone looks: by grad(), or by the next backward(), which may then make a
+  /// gradient it computed the new grad() (new storage) instead of adding it to zeros. A Tensor
+  /// you hold from grad() stays the gradient, zeroed in place; a raw pointer into it does not.
   void zero_grad();
   /// Reverse-mode differentiation from this scalar. Gradients are added into the grad() of
   /// every leaf that requires grad. The graph's saved buffers are released unless

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <utility>
 #include <vector>
@@ -95,6 +96,29 @@ TEST(SmallVector, ComparesWithItselfAndWithStdVector) {
   EXPECT_NE(a, (SmallVector<int64_t, 4>{2, 3, 1}));
   EXPECT_EQ(a, (std::vector<int64_t>{2, 3}));
   EXPECT_NE((std::vector<int64_t>{3, 2}), a);
+}
+
+// Throws from its copy constructor once `fuse` copies have been made.
+struct Fragile {
+  static inline int live = 0;
+  static inline int fuse = 0;
+  Fragile() { ++live; }
+  Fragile(const Fragile&) {
+    if (--fuse == 0) throw std::runtime_error("copy failed");
+    ++live;
+  }
+  Fragile(Fragile&&) noexcept { ++live; }
+  ~Fragile() { --live; }
+};
+
+TEST(SmallVector, AConstructorThatThrowsHalfwayFreesWhatItMade) {
+  const std::vector<Fragile> source(5);
+  for (int fuse : {2, 4}) {  // fails inline, and after moving to the heap
+    SCOPED_TRACE(fuse);
+    Fragile::fuse = fuse;
+    EXPECT_THROW((SmallVector<Fragile, 2>(source.begin(), source.end())), std::runtime_error);
+    EXPECT_EQ(Fragile::live, 5);  // only the source's
+  }
 }
 
 TEST(SmallVector, ReserveMovesToTheHeapOnlyWhenNeeded) {
