@@ -12,6 +12,7 @@
 #include <atomic>
 #include <bit>
 #include <cerrno>
+#include <cmath>
 #include <cstring>
 #include <limits>
 #include <nlohmann/json.hpp>
@@ -498,7 +499,19 @@ Safetensors load(Module& module, const fs::path& path) {
                                               "file has shape {}",
                                               name, ag::shape_str(parameter.shape()),
                                               ag::shape_str(found->second->shape())));
-    sources.push_back(found->second);
+    const ag::Tensor& source = *found->second;
+    if (source.dtype() == ag::DType::Float64 && parameter.dtype() == ag::DType::Float32) {
+      // Converting would turn a finite value beyond float's range into infinity, silently.
+      const double* values = source.data<double>();
+      for (int64_t i = 0; i < source.numel(); ++i)
+        if (std::isfinite(values[i]) &&
+            std::fabs(values[i]) > double(std::numeric_limits<float>::max()))
+          throw CheckpointError(
+              path, fmt::format("parameter '{}': element {} is {} in the file (F64), beyond the "
+                                "range of the module's float32 (largest {})",
+                                name, i, values[i], std::numeric_limits<float>::max()));
+    }
+    sources.push_back(&source);
   }
   ag::NoGradGuard no_grad;
   for (std::size_t i = 0; i < parameters.size(); ++i) parameters[i].second.copy_(*sources[i]);

@@ -82,7 +82,9 @@ void save(const Module& module, const std::filesystem::path& path, const NamedTe
 /// Copies the values in `path` into the module's existing parameters (their storage, so handles
 /// held elsewhere, e.g. by an optimizer, stay valid), converting the dtype if needed. Every
 /// parameter must be present with the same shape, else CheckpointError (naming the parameter and
-/// both shapes) and the module is left unchanged. Tensors that are not parameters are allowed.
+/// both shapes) and the module is left unchanged; so is a float64 value too large for a float32
+/// parameter (naming the parameter, the element and the value). Infinities and NaNs are copied as
+/// they are. Tensors that are not parameters are allowed.
 /// Returns the whole file, so the caller can read the extras.
 Safetensors load(Module& module, const std::filesystem::path& path);
 

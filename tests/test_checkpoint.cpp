@@ -327,6 +327,27 @@ TEST_F(Checkpoint, ModuleLoadConvertsTheDtype) {
   EXPECT_TRUE(bit_identical(restored.fc2->weight, saved.fc2->weight.to(ag::DType::Float32)));
 }
 
+TEST_F(Checkpoint, ModuleLoadRefusesAFloat64ValueBeyondFloat32sRange) {
+  ag::Generator gen(1);
+  TinyNet saved(gen, 3, ag::DType::Float64);
+  saved.fc2->weight.data<double>()[1] = -1e300;
+  nn::save(saved, file("net.safetensors"));
+  ag::Generator other(2);
+  TinyNet restored(other, 3, ag::DType::Float32);
+  const ag::Tensor before = restored.fc1->weight.clone();
+  expect_checkpoint_error([&] { nn::load(restored, file("net.safetensors")); },
+                          {"'fc2.weight'", "element 1", "-1e+300", "float32"});
+  EXPECT_TRUE(bit_identical(restored.fc1->weight, before));  // nothing was copied
+
+  // Largest float32 itself converts exactly; infinity is a value like any other.
+  saved.fc2->weight.data<double>()[1] = double(std::numeric_limits<float>::max());
+  saved.fc2->weight.data<double>()[2] = -std::numeric_limits<double>::infinity();
+  nn::save(saved, file("net.safetensors"));
+  nn::load(restored, file("net.safetensors"));
+  EXPECT_EQ(restored.fc2->weight.data<float>()[1], std::numeric_limits<float>::max());
+  EXPECT_EQ(restored.fc2->weight.data<float>()[2], -std::numeric_limits<float>::infinity());
+}
+
 TEST_F(Checkpoint, ModuleSaveRejectsAnExtraNamedLikeAParameter) {
   ag::Generator gen(1);
   const TinyNet net(gen);
