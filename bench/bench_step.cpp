@@ -3,8 +3,8 @@
 //   step/<config>/<dtype>      zero_grad + TwoLayerNet::loss (with L2) + backward()
 //   step+sgd/<config>/<dtype>  the same followed by a Nesterov SGD step (what the trainer does)
 //   step+adam/<config>/<dtype> the same followed by an Adam step (the example's default)
-//   op/<op>/<fwd|bwd>/<config> one op's forward, or its backward closure alone, at that config's
-//                              shapes (float32)
+//   op/<op>/<fwd|bwd>/<config>/<dtype>  one op's forward, or its backward closure alone, at
+//                              that config's shapes
 //   alloc/<config>/<dtype>     fails unless a warm step takes no tensor storage from the system
 //
 // Counters: GFLOP/s is 4·N·D·H per step (X·W1 forward and Xᵀ·dH backward, the two products that
@@ -142,8 +142,8 @@ constexpr OpCase kOps[] = {{"matmul_x_w1", Op::MatmulXW1},
                            {"softmax_cross_entropy", Op::SoftmaxCE},
                            {"l2_w1", Op::L2W1}};
 
-void BM_Op(benchmark::State& state, Config c, Op op, bool backward) {
-  Problem p(c, ag::DType::Float32);
+void BM_Op(benchmark::State& state, Config c, ag::DType dtype, Op op, bool backward) {
+  Problem p(c, dtype);
   nn::TwoLayerNet& m = p.model;
   const ag::Tensor hidden_in = ag::matmul(p.X, m.W1).detach().requires_grad_();
   const ag::Tensor hidden = ag::relu(hidden_in).detach().requires_grad_();
@@ -196,14 +196,17 @@ void register_all() {
           ->UseRealTime()
           ->Unit(benchmark::kMicrosecond);
     }
-  for (const Config& c : kConfigs)
-    for (const OpCase& o : kOps)
-      for (const bool backward : {false, true})
-        benchmark::RegisterBenchmark(
-            ("op/" + std::string(o.name) + (backward ? "/bwd/" : "/fwd/") + c.name).c_str(), BM_Op,
-            c, o.op, backward)
-            ->UseRealTime()
-            ->Unit(benchmark::kMicrosecond);
+  for (const ag::DType dtype : {ag::DType::Float32, ag::DType::Float64})
+    for (const Config& c : kConfigs)
+      for (const OpCase& o : kOps)
+        for (const bool backward : {false, true})
+          benchmark::RegisterBenchmark(
+              ("op/" + std::string(o.name) + (backward ? "/bwd/" : "/fwd/") + c.name + "/" +
+               dtype_suffix(dtype))
+                  .c_str(),
+              BM_Op, c, dtype, o.op, backward)
+              ->UseRealTime()
+              ->Unit(benchmark::kMicrosecond);
 }
 
 }  // namespace
