@@ -1,8 +1,11 @@
 // custom_op: a user's forward and backward, recorded as one node like the built-in ops.
 #include "autograd/function.h"
 
+#include <fmt/format.h>
+
 #include <memory>
 #include <mutex>
+#include <stdexcept>
 #include <string>
 #include <unordered_set>
 #include <utility>
@@ -55,9 +58,21 @@ Tensor apply(const std::shared_ptr<const CustomOp>& op, std::vector<Tensor> inpu
     return output;
   }
   OpContext ctx{std::move(values), output.detach(), std::move(needs_input_grad)};
+  // The backward may read ctx's inputs and output: taking the node's inputs makes the node check
+  // that none was changed in place since now (ctx's share their storage); the output is checked
+  // here.
   detail::record(
       output, op->name, TensorList(inputs.begin(), inputs.end()),
-      [op, ctx = std::move(ctx)](const Tensor& g) { return op->backward(ctx, g); },
+      [op, ctx = std::move(ctx), output_version = output.version(), where](
+          const Tensor& g, const TensorList& /*inputs, checked by the node*/) {
+        if (ctx.output.version() != output_version)
+          throw std::logic_error(fmt::format(
+              "node '{}' (created at {}:{}): its output (shape {}) was modified in place after "
+              "the op ran (its version is {}, it was {}), and the backward may read it",
+              op->name, where.file_name(), where.line(), shape_str(ctx.output.shape()),
+              ctx.output.version(), output_version));
+        return op->backward(ctx, g);
+      },
       [op, where](const std::vector<Tensor>& in) { return apply(op, in, where); }, where);
   return output;
 }

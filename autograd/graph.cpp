@@ -69,6 +69,17 @@ void Node::throw_released() const {
                   name, where.file_name(), where.line()));
 }
 
+void Node::check_inputs_unchanged() const {
+  for (std::size_t i = 0; i < inputs.size(); ++i)
+    if (inputs[i].impl()->storage->version != input_versions[i])
+      throw std::logic_error(fmt::format(
+          "node '{}' (created at {}:{}): input {} (shape {}) was modified in place after the op "
+          "ran (its version is {}, it was {}), and the backward needs the value the op saw. Change "
+          "it after backward(), or pass the op a clone()",
+          name, where.file_name(), where.line(), i, shape_str(inputs[i].shape()),
+          inputs[i].version(), input_versions[i]));
+}
+
 namespace detail {
 
 bool needs_grad(std::initializer_list<const Tensor*> inputs) {
@@ -83,11 +94,13 @@ void link(std::shared_ptr<Node> node, Tensor& output, const char* name, TensorLi
   if (anomaly_enabled) check_forward_finite(output, name, where);  // AnomalyGuard
   node->name = name;
   node->next.reserve(inputs.size());
+  node->input_versions.reserve(inputs.size());
   // The inputs are kept as they are: a non-leaf's handle holds only the node its edge holds
   // anyway, so keeping it makes nothing live longer (and there is no cycle: every reference still
   // points from later ops to earlier ones).
   for (const Tensor& input : inputs) {
     const auto& impl = input.impl();
+    node->input_versions.push_back(impl->storage->version);
     if (impl->grad_fn)
       node->next.push_back({impl->grad_fn, nullptr});
     else if (impl->requires_grad)
@@ -258,7 +271,7 @@ void run_backward(const Tensor& root, BackwardOptions options) {
         "requires_grad_(), or it was computed under NoGradGuard)");
 
   Tensor seed = Tensor::empty(root.shape(), root.dtype());
-  seed.fill_(1.0);
+  detail::fill_values(seed, 1.0);
   const auto& impl = root.impl();
   if (!impl->grad_fn) {  // a leaf: d(root)/d(root) = 1
     accumulate_into_leaf(*impl, seed);

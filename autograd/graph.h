@@ -40,13 +40,14 @@ struct Edge {
 /// One recorded op. The op's backward and forward lambdas live in the node itself (see
 /// detail::record), so recording an op allocates nothing beyond the node.
 struct Node {
-  const char* name = "";          // the op's name, e.g. "matmul"
-  SmallVector<Edge, 2> next;      // one per input, in input order
-  TensorList inputs;              // the input values (released with the graph)
-  SmallVector<int64_t, 4> shape;  // of the output
-  DType dtype = DType::Float32;   // of the output
-  std::source_location where;     // where the op was called
-  Tensor grad;                    // scratch: the output's gradient during backward()
+  const char* name = "";                    // the op's name, e.g. "matmul"
+  SmallVector<Edge, 2> next;                // one per input, in input order
+  TensorList inputs;                        // the input values (released with the graph)
+  SmallVector<uint32_t, 2> input_versions;  // each input's version() when the op ran
+  SmallVector<int64_t, 4> shape;            // of the output
+  DType dtype = DType::Float32;             // of the output
+  std::source_location where;               // where the op was called
+  Tensor grad;                              // scratch: the output's gradient during backward()
 
   Node() = default;
   Node(const Node&) = delete;
@@ -69,6 +70,9 @@ struct Node {
  protected:
   virtual void release_saved() noexcept = 0;
   [[noreturn]] void throw_released() const;
+  /// Throws std::logic_error if an input was changed in place since the op ran (its version moved
+  /// on): called before a backward that reads the inputs, which would otherwise use other values.
+  void check_inputs_unchanged() const;
 
  private:
   bool released_ = false;
@@ -108,7 +112,8 @@ TensorList grads(Ts&&... gradients) {
 
 /// The node of an op whose backward is `Backward` and replay is `Forward`, both stored inline.
 /// Backward is called as backward(grad_output), or as backward(grad_output, inputs) when it
-/// takes the node's saved input values as a second argument; it returns a TensorList (or a
+/// takes the node's saved input values as a second argument (after checking that none was changed
+/// in place since the forward); it returns a TensorList (or a
 /// std::vector<Tensor>, or one Tensor for a one-input op), one gradient per input.
 template <class Backward, class Forward>
 class OpNode final : public Node {
@@ -118,9 +123,10 @@ class OpNode final : public Node {
 
   TensorList backward(const Tensor& grad_output) const override {
     if (!backward_) throw_released();
-    if constexpr (std::is_invocable_v<const Backward&, const Tensor&, const TensorList&>)
+    if constexpr (std::is_invocable_v<const Backward&, const Tensor&, const TensorList&>) {
+      check_inputs_unchanged();
       return as_list((*backward_)(grad_output, inputs));
-    else
+    } else
       return as_list((*backward_)(grad_output));
   }
   Tensor forward(const std::vector<Tensor>& values) const override {

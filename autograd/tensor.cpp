@@ -266,7 +266,7 @@ Tensor Tensor::detach() const {
 
 Tensor Tensor::clone() const {
   Tensor out = Tensor::empty(shape(), dtype());
-  out.copy_(*this);
+  detail::copy_values(out, *this);
   return out;
 }
 
@@ -274,28 +274,42 @@ Tensor Tensor::to(DType dtype) const {
   return cast(*this, dtype);
 }
 
-Tensor& Tensor::fill_(double value) {
-  detail::dispatch(dtype(), [&]<class T>() {
-    T* p = data<T>();
-    detail::parallel_for(numel(), detail::kElementwiseGrain, [&](int64_t begin, int64_t end) {
+namespace detail {
+
+void fill_values(Tensor& t, double value) {
+  dispatch(t.dtype(), [&]<class T>() {
+    T* p = t.data<T>();
+    parallel_for(t.numel(), kElementwiseGrain, [&](int64_t begin, int64_t end) {
       std::fill(p + begin, p + end, static_cast<T>(value));
     });
   });
+}
+
+void copy_values(Tensor& destination, const Tensor& source) {
+  if (source.shape() != destination.shape())
+    fail("copy_: shapes {} and {} do not match", shape_str(destination.shape()),
+         shape_str(source.shape()));
+  dispatch(destination.dtype(), [&]<class T>() {
+    T* dst = destination.data<T>();
+    dispatch(source.dtype(), [&]<class S>() {
+      const S* src = source.data<S>();
+      const int64_t n = source.numel();
+      for (int64_t i = 0; i < n; ++i) dst[i] = static_cast<T>(src[i]);
+    });
+  });
+}
+
+}  // namespace detail
+
+Tensor& Tensor::fill_(double value) {
+  detail::fill_values(*this, value);
+  bump_version();
   return *this;
 }
 
 Tensor& Tensor::copy_(const Tensor& source) {
-  if (source.shape() != shape())
-    detail::fail("copy_: shapes {} and {} do not match", shape_str(shape()),
-                 shape_str(source.shape()));
-  detail::dispatch(dtype(), [&]<class T>() {
-    T* dst = data<T>();
-    detail::dispatch(source.dtype(), [&]<class S>() {
-      const S* src = source.data<S>();
-      const int64_t n = numel();
-      for (int64_t i = 0; i < n; ++i) dst[i] = static_cast<T>(src[i]);
-    });
-  });
+  detail::copy_values(*this, source);
+  bump_version();
   return *this;
 }
 
@@ -312,6 +326,7 @@ Tensor& Tensor::add_(const Tensor& other, double alpha) {
       for (int64_t i = begin; i < end; ++i) dst[i] += a * src[i];
     });
   });
+  bump_version();
   return *this;
 }
 
@@ -322,6 +337,7 @@ Tensor& Tensor::mul_(double factor) {
     const int64_t n = numel();
     for (int64_t i = 0; i < n; ++i) p[i] *= f;
   });
+  bump_version();
   return *this;
 }
 
@@ -350,7 +366,7 @@ Tensor ones(Shape shape, DType dtype) {
 
 Tensor full(Shape shape, double value, DType dtype) {
   Tensor out = Tensor::empty(std::move(shape), dtype);
-  out.fill_(value);
+  detail::fill_values(out, value);
   return out;
 }
 

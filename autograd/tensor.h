@@ -129,6 +129,15 @@ class Tensor {
   Tensor& add_(const Tensor& other, double alpha = 1.0);
   Tensor& mul_(double factor);
 
+  /// How many times the values were changed in place: by fill_, copy_, add_, mul_, an optimizer
+  /// step, or bump_version(). Shared with detached views (they share the storage). A node whose
+  /// backward reads its inputs remembers their versions, and backward() refuses to run it once
+  /// one has changed, instead of silently computing the gradient of other values.
+  uint32_t version() const;
+  /// Counts an in-place change made through data<T>(), which the tensor cannot see: call it after
+  /// writing into a tensor that a graph may still need.
+  void bump_version();
+
   /// The shared implementation (for the engine and for tests of graph lifetime).
   const std::shared_ptr<TensorImpl>& impl() const { return impl_; }
 
@@ -158,6 +167,11 @@ Tensor rand(Shape shape, Generator& gen, double low = 0.0, double high = 1.0,
 
 namespace detail {
 
+/// fill_ and copy_ without counting a version: for tensors nobody has seen yet (factories, an
+/// op's output).
+void fill_values(Tensor& t, double value);
+void copy_values(Tensor& destination, const Tensor& source);
+
 /// shape_str and shape_numel for any contiguous list of extents.
 std::string shape_str_of(std::span<const int64_t> shape);
 int64_t numel_of(std::span<const int64_t> shape);
@@ -170,6 +184,7 @@ struct Storage {
   Storage& operator=(const Storage&) = delete;
   void* data = nullptr;
   std::size_t bytes = 0;
+  uint32_t version = 0;  // in-place updates so far (see Tensor::version)
 };
 
 }  // namespace detail
@@ -213,6 +228,12 @@ inline int64_t Tensor::numel() const {
 }
 inline DType Tensor::dtype() const {
   return checked().dtype;
+}
+inline uint32_t Tensor::version() const {
+  return checked().storage->version;
+}
+inline void Tensor::bump_version() {
+  ++checked().storage->version;
 }
 
 template <class T>

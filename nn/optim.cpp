@@ -12,12 +12,15 @@ namespace nn {
 namespace {
 
 // Calls f(p, g, state...) with typed pointers for one parameter and its gradient.
+// The parameter is updated in place: its version moves on, so a graph that still needs its old
+// value refuses to run backward (Tensor::version).
 template <class F>
 void for_each_element(ag::Tensor& p, const ag::Tensor& g, F f) {
   if (p.dtype() == ag::DType::Float64)
     f(p.data<double>(), g.data<double>(), p.numel());
   else
     f(p.data<float>(), g.data<float>(), p.numel());
+  p.bump_version();
 }
 
 // Elements per part when an update is split over the threads (ag::parallel_for).

@@ -211,4 +211,23 @@ TEST(CustomOp, RejectsAnEmptyNameAnUndefinedInputAndAnUndefinedOutput) {
   EXPECT_TRUE(contains(*undefined_output, "forward returned an undefined tensor"));
 }
 
+TEST(CustomOp, BackwardRefusesAnInputOrOutputChangedInPlace) {
+  Tensor a = ag::tensor({1, 2}, {2}, f64).requires_grad_();
+  Tensor b = ag::tensor({3, 4}, {2}, f64);
+  const Tensor from_input = ag::sum(product(a, b));
+  b.mul_(2.0);  // product's backward reads b
+  const auto input_message = thrown_message<std::logic_error>([&] { from_input.backward(); });
+  ASSERT_TRUE(input_message.has_value());
+  EXPECT_TRUE(contains(*input_message, "'product'"));
+  EXPECT_TRUE(contains(*input_message, "input 1"));
+
+  Tensor y = my_tanh(a);  // my_tanh's backward reads its output
+  const Tensor from_output = ag::sum(ag::scale(y, 1.0));
+  y.fill_(0.0);
+  const auto output_message = thrown_message<std::logic_error>([&] { from_output.backward(); });
+  ASSERT_TRUE(output_message.has_value());
+  EXPECT_TRUE(contains(*output_message, "'my_tanh'"));
+  EXPECT_TRUE(contains(*output_message, "its output"));
+}
+
 }  // namespace

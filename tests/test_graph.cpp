@@ -577,4 +577,76 @@ TEST(Graph, NodesThatReceiveNoGradientAreReleasedToo) {
   EXPECT_TRUE(h.grad_fn()->inputs.empty());
 }
 
+// ---- in-place changes to values a backward needs ----
+
+TEST(Version, CountsEveryInPlaceUpdateAndIsSharedWithDetachedViews) {
+  Tensor t = ag::zeros({3}, f64);
+  EXPECT_EQ(t.version(), 0u);
+  t.fill_(1.0);
+  t.add_(ag::ones({3}, f64));
+  t.mul_(2.0);
+  t.copy_(ag::ones({3}, f64));
+  EXPECT_EQ(t.version(), 4u);
+  Tensor view = t.detach();  // same storage, same counter
+  view.bump_version();       // e.g. after writing through view.data<double>()
+  EXPECT_EQ(t.version(), 5u);
+  EXPECT_EQ(t.clone().version(), 0u);  // new storage
+}
+
+TEST(Version, BackwardRefusesAnInputChangedInPlaceAfterTheForward) {
+  Tensor w = param({1, -2, 3, 4, 0.5, -1}, {3, 2});
+  Tensor x = ag::tensor({1, 2, 3}, {1, 3}, f64);
+  const Tensor loss = ag::sum(ag::matmul(x, w));  // dL/dw needs x as it was
+  const int line = __LINE__ - 1;
+  x.mul_(10.0);
+  const auto message = thrown_message<std::logic_error>([&] { loss.backward(); });
+  ASSERT_TRUE(message.has_value());
+  EXPECT_TRUE(contains(*message, "'matmul'"));
+  EXPECT_TRUE(contains(*message, "test_graph.cpp:" + std::to_string(line)));
+  EXPECT_TRUE(contains(*message, "input 0 (shape [1, 3])"));
+  EXPECT_TRUE(contains(*message, "modified in place"));
+  EXPECT_TRUE(contains(*message, "version is 1, it was 0"));
+  EXPECT_FALSE(w.grad().defined());  // nothing was accumulated
+}
+
+TEST(Version, ReluRefusesItsInputChangedInPlace) {
+  // relu's backward reads its mask from the input: zeroing it would zero the gradient silently.
+  Tensor x = param({1, -2, 3}, {3});
+  Tensor h = ag::scale(x, 1.0);
+  const Tensor loss = ag::sum(ag::relu(h));
+  h.fill_(-1.0);
+  EXPECT_TRUE(thrown_message<std::logic_error>([&] { loss.backward(); }).has_value());
+}
+
+TEST(Version, OpsWhoseBackwardDoesNotReadTheirInputsDoNotMind) {
+  // As in PyTorch: add's gradient is the same whatever its inputs hold.
+  Tensor a = param({1, 2}, {2});
+  Tensor b = ag::tensor({3, 4}, {2}, f64);
+  const Tensor loss = ag::sum(ag::add(a, b));
+  b.fill_(100.0);
+  loss.backward();
+  EXPECT_EQ(a.grad().to_vector(), (std::vector<double>{1, 1}));
+}
+
+TEST(Version, AChangeBeforeTheForwardOrAfterTheBackwardIsFine) {
+  Tensor w = param({1, 2}, {2});
+  Tensor x = ag::tensor({3, 4}, {2}, f64);
+  x.fill_(5.0);  // before: the node records version 1
+  ag::sum(ag::mul(w, x)).backward();
+  EXPECT_EQ(w.grad().to_vector(), (std::vector<double>{5, 5}));
+  x.fill_(6.0);  // after: the graph is gone
+  w.add_(w.grad(), -0.1);
+}
+
+TEST(Version, ARetainedGraphRefusesASecondBackwardAfterAParameterUpdate) {
+  Tensor w = param({1, 2}, {2});
+  const Tensor loss = ag::l2(w);
+  loss.backward({.retain_graph = true});
+  {
+    const ag::NoGradGuard no_grad;
+    w.add_(w.grad(), -0.1);  // an optimizer step
+  }
+  EXPECT_TRUE(thrown_message<std::logic_error>([&] { loss.backward(); }).has_value());
+}
+
 }  // namespace

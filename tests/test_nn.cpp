@@ -99,6 +99,19 @@ TEST(SGD, PlainStepIsLrTimesGradient) {
   EXPECT_DOUBLE_EQ(p.w.to_vector()[1], -2.0 + 0.1 * 3.0);
 }
 
+TEST(SGD, AStepBetweenForwardAndBackwardIsRefused) {
+  // The classic slip: updating the weights before backward() would give the gradient at the new
+  // weights' graph with the old forward; the step bumps the parameters' version instead.
+  TwoParams p;
+  nn::SGD opt({p.w}, {.lr = 0.1, .momentum = 0.9});
+  p.backward();
+  opt.step();  // a first full step: the parameter now has a gradient
+  opt.zero_grad();
+  const ag::Tensor loss = ag::sum(ag::mul(p.w, p.c));  // mul's backward reads w
+  opt.step();
+  EXPECT_THROW(loss.backward(), std::logic_error);
+}
+
 TEST(SGD, MomentumMatchesHandComputedUpdates) {
   TwoParams p;
   nn::SGD opt({p.w}, {.lr = 0.1, .momentum = 0.9});

@@ -129,7 +129,7 @@ Tensor mean(const Tensor& x, Where where) {
 Tensor cast(const Tensor& x, DType dtype, Where where) {
   detail::check_defined("cast", {&x});
   Tensor y = Tensor::empty(x.shape(), dtype);
-  y.copy_(x);
+  detail::copy_values(y, x);
   if (detail::needs_grad({&x}))
     detail::record(
         y, "cast", {x}, [from = x.dtype()](const Tensor& g) { return g.to(from); },
