@@ -19,6 +19,9 @@ torch setting is reported, with the OpenBLAS count that gave it. Ours runs with 
 OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE, which this environment sets on some processors and which
 slow OpenBLAS down, are removed from the environment of every subprocess this script starts (ours
 and the peers', which all use OpenBLAS), and only there; the script says whether they were set.
+--openblas-coretype NAME sets OPENBLAS_CORETYPE=NAME for all of them alike instead: OpenBLAS 0.3.21
+does not know AMD's Zen 4 and runs its Intel Cooperlake kernels there, while its Zen ones (NAME
+Zen) are faster on some of these products (docs/performance.md).
 
   /usr/bin/python3 bench/compare_peers.py --bench build/perf/bench/bench_step --rounds 3
   /usr/bin/python3 bench/compare_peers.py --configs fashion,big --dtypes float32,float64
@@ -144,8 +147,10 @@ def worker(args):
     print(json.dumps({"seconds": median_step_seconds(step, args.min_time, args.repetitions)}))
 
 
-def clean_env(threads, blas_threads=None):
+def clean_env(threads, blas_threads=None, coretype=None):
     env = {k: v for k, v in os.environ.items() if k not in QUIRK_VARS}
+    if coretype:
+        env["OPENBLAS_CORETYPE"] = coretype
     env["OPENBLAS_NUM_THREADS"] = str(blas_threads or threads)
     env["OMP_NUM_THREADS"] = str(threads)
     return env
@@ -172,8 +177,8 @@ def run_peer(peer, config, dtype, threads, args, blas_threads=None):
            "--dtype", dtype, "--threads", str(threads), "--min-time", str(args.min_time),
            "--repetitions", str(args.repetitions)]
     wait_quiet(args.wait_quiet)
-    out = subprocess.run(cmd, env=clean_env(threads, blas_threads), capture_output=True,
-                         text=True)
+    out = subprocess.run(cmd, env=clean_env(threads, blas_threads, args.openblas_coretype),
+                         capture_output=True, text=True)
     try:
         result = json.loads(out.stdout.strip().splitlines()[-1])
     except (IndexError, json.JSONDecodeError):
@@ -186,7 +191,8 @@ def run_ours(config, dtype, args):
            f"--benchmark_min_time={args.min_time}", f"--benchmark_repetitions={args.repetitions}",
            "--benchmark_report_aggregates_only=true", "--benchmark_format=json"]
     wait_quiet(args.wait_quiet)
-    out = subprocess.run(cmd, env=clean_env(args.threads), capture_output=True, text=True)
+    out = subprocess.run(cmd, env=clean_env(args.threads, None, args.openblas_coretype),
+                         capture_output=True, text=True)
     if out.returncode != 0:
         sys.exit(f"{args.bench} failed:\n{out.stderr}")
     for b in json.loads(out.stdout)["benchmarks"]:
@@ -231,6 +237,8 @@ def main():
     parser.add_argument("--wait-quiet", type=float, default=0, metavar="SECONDS",
                         help="before each measurement wait up to this long for an idle machine")
     parser.add_argument("--json", help="also write the results to this file")
+    parser.add_argument("--openblas-coretype", metavar="NAME",
+                        help="set OPENBLAS_CORETYPE=NAME for ours and the peers alike (e.g. Zen)")
     parser.add_argument("--worker", choices=["numpy", "torch"], dest="peer", help=argparse.SUPPRESS)
     parser.add_argument("--config", help=argparse.SUPPRESS)
     parser.add_argument("--dtype", help=argparse.SUPPRESS)
@@ -240,6 +248,8 @@ def main():
 
     quirks = [f"{k}={os.environ[k]}" for k in QUIRK_VARS if k in os.environ]
     print(f"removed from the subprocesses' environment: {', '.join(quirks) or 'nothing (not set)'}")
+    if args.openblas_coretype:
+        print(f"set in every subprocess's environment: OPENBLAS_CORETYPE={args.openblas_coretype}")
     print(f"threads: {args.threads}; each time is the median of {args.repetitions} repetitions "
           f"of >= {args.min_time} s; (Nb): the OpenBLAS threads of torch's best run\n")
     header = (f"{'config':<9}{'dtype':<9}{'ours':>12}{'numpy':>12}{'torch 1 thr':>16}"
@@ -284,7 +294,8 @@ def main():
                             "our_gflops": gflops})
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"threads": args.threads, "removed_env": quirks, "results": results}, f,
+            json.dump({"threads": args.threads, "removed_env": quirks,
+                       "openblas_coretype": args.openblas_coretype, "results": results}, f,
                       indent=2)
 
 
