@@ -38,6 +38,7 @@ std::string check_gradient_shapes(const Node& node, uint64_t seed) {
   {
     const NoGradGuard no_grad;  // as in backward(): gradients are plain values
     Generator gen(seed);
+    node.check_inputs_unchanged();  // as backward() does before running any node
     grads = node.backward(randn(node.shape.vec(), gen, 1.0, node.dtype));
   }
   if (grads.size() != node.inputs.size())

@@ -68,7 +68,8 @@ Tensor apply(const std::shared_ptr<const CustomOp>& op, std::vector<Tensor> inpu
         if (ctx.output.version() != output_version)
           throw std::logic_error(fmt::format(
               "node '{}' (created at {}:{}): its output (shape {}) was modified in place after "
-              "the op ran (its version is {}, it was {}), and the backward may read it",
+              "the op ran (its version is {}, it was {}), and the backward may read it. Change it "
+              "after backward(), or clone() it first",
               op->name, where.file_name(), where.line(), shape_str(ctx.output.shape()),
               ctx.output.version(), output_version));
         return op->backward(ctx, g);

@@ -69,9 +69,9 @@ void Node::throw_released() const {
                   name, where.file_name(), where.line()));
 }
 
-void Node::check_inputs_unchanged() const {
+void Node::check_read_inputs() const {
   for (std::size_t i = 0; i < inputs.size(); ++i)
-    if (inputs[i].impl()->storage->version != input_versions[i])
+    if ((reads_inputs >> i & 1) != 0 && inputs[i].impl()->storage->version != input_versions[i])
       throw std::logic_error(fmt::format(
           "node '{}' (created at {}:{}): input {} (shape {}) was modified in place after the op "
           "ran (its version is {}, it was {}), and the backward needs the value the op saw. Change "
@@ -90,7 +90,7 @@ bool needs_grad(std::initializer_list<const Tensor*> inputs) {
 }
 
 void link(std::shared_ptr<Node> node, Tensor& output, const char* name, TensorList inputs,
-          std::source_location where) {
+          std::source_location where, InputMask reads_inputs) {
   if (anomaly_enabled) check_forward_finite(output, name, where);  // AnomalyGuard
   node->name = name;
   node->next.reserve(inputs.size());
@@ -109,6 +109,7 @@ void link(std::shared_ptr<Node> node, Tensor& output, const char* name, TensorLi
       node->next.push_back({});
   }
   node->inputs = std::move(inputs);
+  node->reads_inputs = reads_inputs;
   const Shape& shape = output.shape();
   node->shape = SmallVector<int64_t, 4>(shape.begin(), shape.end());
   node->dtype = output.dtype();
@@ -281,13 +282,16 @@ void run_backward(const Tensor& root, BackwardOptions options) {
   BorrowedTraversal traversal;
   sort_topologically(impl->grad_fn.get(), traversal.get());
   const std::vector<Node*>& order = traversal.get().order;
-  for (Node* node : order)
+  // Refuse before anything runs, so that a refusal leaves every gradient and node as it was.
+  for (Node* node : order) {
     if (node->released())
       throw std::runtime_error(fmt::format(
           "backward: the graph through '{}' (created at {}:{}) was already released by an "
           "earlier backward(); pass {{.retain_graph = true}} to the first backward() to run "
           "backward through it twice",
           node->name, node->where.file_name(), node->where.line()));
+    node->check_inputs_unchanged();
+  }
 
   NoGradGuard no_grad;  // gradients are plain values, not part of any graph
   // If a backward throws, no node keeps a partial gradient for the next backward() to add to.

@@ -43,11 +43,12 @@ struct Node {
   const char* name = "";                    // the op's name, e.g. "matmul"
   SmallVector<Edge, 2> next;                // one per input, in input order
   TensorList inputs;                        // the input values (released with the graph)
-  SmallVector<uint32_t, 2> input_versions;  // each input's version() when the op ran
-  SmallVector<int64_t, 4> shape;            // of the output
-  DType dtype = DType::Float32;             // of the output
-  std::source_location where;               // where the op was called
-  Tensor grad;                              // scratch: the output's gradient during backward()
+  SmallVector<uint64_t, 2> input_versions;  // each input's version() when the op ran
+  uint32_t reads_inputs = 0;      // bit i: the backward reads input i's value (see InputMask)
+  SmallVector<int64_t, 4> shape;  // of the output
+  DType dtype = DType::Float32;   // of the output
+  std::source_location where;     // where the op was called
+  Tensor grad;                    // scratch: the output's gradient during backward()
 
   Node() = default;
   Node(const Node&) = delete;
@@ -58,7 +59,9 @@ struct Node {
 
   /// The op's backward: gets the output's gradient and returns one gradient per input, in input
   /// order (an undefined Tensor where an input needs none). It must not modify grad_output, which
-  /// may be shared. Throws std::logic_error once the node is released.
+  /// may be shared. Throws std::logic_error once the node is released. (It does not check the
+  /// inputs' versions: Tensor::backward() checks every node's first, with
+  /// check_inputs_unchanged(), as a direct caller should.)
   virtual TensorList backward(const Tensor& grad_output) const = 0;
   /// Replays the op's forward on new input values (see ForwardFn). Throws once released.
   virtual Tensor forward(const std::vector<Tensor>& inputs) const = 0;
@@ -66,13 +69,17 @@ struct Node {
   /// structure: what backward() does to each node unless retain_graph is set.
   void release();
   bool released() const { return released_; }
+  /// Throws std::logic_error if an input the backward reads (reads_inputs) was changed in place
+  /// since the op ran (its version moved on): the backward would use values the forward never
+  /// saw. backward() checks every node of the graph this way before running any.
+  void check_inputs_unchanged() const {
+    if (reads_inputs != 0) check_read_inputs();
+  }
 
  protected:
   virtual void release_saved() noexcept = 0;
   [[noreturn]] void throw_released() const;
-  /// Throws std::logic_error if an input was changed in place since the op ran (its version moved
-  /// on): called before a backward that reads the inputs, which would otherwise use other values.
-  void check_inputs_unchanged() const;
+  void check_read_inputs() const;
 
  private:
   bool released_ = false;
@@ -112,8 +119,7 @@ TensorList grads(Ts&&... gradients) {
 
 /// The node of an op whose backward is `Backward` and replay is `Forward`, both stored inline.
 /// Backward is called as backward(grad_output), or as backward(grad_output, inputs) when it
-/// takes the node's saved input values as a second argument (after checking that none was changed
-/// in place since the forward); it returns a TensorList (or a
+/// takes the node's saved input values as a second argument; it returns a TensorList (or a
 /// std::vector<Tensor>, or one Tensor for a one-input op), one gradient per input.
 template <class Backward, class Forward>
 class OpNode final : public Node {
@@ -123,10 +129,9 @@ class OpNode final : public Node {
 
   TensorList backward(const Tensor& grad_output) const override {
     if (!backward_) throw_released();
-    if constexpr (std::is_invocable_v<const Backward&, const Tensor&, const TensorList&>) {
-      check_inputs_unchanged();
+    if constexpr (std::is_invocable_v<const Backward&, const Tensor&, const TensorList&>)
       return as_list((*backward_)(grad_output, inputs));
-    } else
+    else
       return as_list((*backward_)(grad_output));
   }
   Tensor forward(const std::vector<Tensor>& values) const override {
@@ -148,27 +153,40 @@ class OpNode final : public Node {
   std::optional<Forward> forward_;
 };
 
+/// Which of an op's inputs its backward reads, bit i for input i: those whose in-place change
+/// between the forward and backward() is refused. matmul(a, b) reads b only for a's gradient and
+/// a only for b's, so it passes reads(grad_a ? 1 : -1, grad_b ? 0 : -1).
+using InputMask = uint32_t;
+inline constexpr InputMask kAllInputs = ~InputMask{0};
+template <class... Is>
+constexpr InputMask reads(Is... inputs) {
+  return ((inputs < 0 ? InputMask{0} : InputMask{1} << inputs) | ... | InputMask{0});
+}
+
 /// Links `node` into the graph as the producer of `output`, from `inputs` (the non-template
 /// half of record).
 void link(std::shared_ptr<Node> node, Tensor& output, const char* name, TensorList inputs,
-          std::source_location where);
+          std::source_location where, InputMask reads_inputs);
 
 /// An op's inputs as it passes them to record, `{a, b}`: references, so that each is copied once,
 /// into the node (a braced list of Tensors would copy each twice).
 using InputRefs = std::initializer_list<std::reference_wrapper<const Tensor>>;
 
-/// Records `output` as produced by op `name` from `inputs`: the node the engine will visit.
+/// Records `output` as produced by op `name` from `inputs`: the node the engine will visit. A
+/// backward that takes the inputs reads all of them unless `reads_inputs` says which.
 template <class Backward, class Forward>
 void record(Tensor& output, const char* name, TensorList inputs, Backward backward, Forward forward,
-            std::source_location where) {
+            std::source_location where, InputMask reads_inputs = kAllInputs) {
+  constexpr bool takes_inputs =
+      std::is_invocable_v<const Backward&, const Tensor&, const TensorList&>;
   link(make_pooled<OpNode<Backward, Forward>>(std::move(backward), std::move(forward)), output,
-       name, std::move(inputs), where);
+       name, std::move(inputs), where, takes_inputs ? reads_inputs : InputMask{0});
 }
 template <class Backward, class Forward>
 void record(Tensor& output, const char* name, InputRefs inputs, Backward backward, Forward forward,
-            std::source_location where) {
+            std::source_location where, InputMask reads_inputs = kAllInputs) {
   record(output, name, TensorList(inputs.begin(), inputs.end()), std::move(backward),
-         std::move(forward), where);
+         std::move(forward), where, reads_inputs);
 }
 
 /// Runs reverse mode from a scalar `root` (Tensor::backward calls this).

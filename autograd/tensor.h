@@ -133,7 +133,7 @@ class Tensor {
   /// step, or bump_version(). Shared with detached views (they share the storage). A node whose
   /// backward reads its inputs remembers their versions, and backward() refuses to run it once
   /// one has changed, instead of silently computing the gradient of other values.
-  uint32_t version() const;
+  uint64_t version() const;
   /// Counts an in-place change made through data<T>(), which the tensor cannot see: call it after
   /// writing into a tensor that a graph may still need.
   void bump_version();
@@ -184,7 +184,7 @@ struct Storage {
   Storage& operator=(const Storage&) = delete;
   void* data = nullptr;
   std::size_t bytes = 0;
-  uint32_t version = 0;  // in-place updates so far (see Tensor::version)
+  uint64_t version = 0;  // in-place updates so far (see Tensor::version)
 };
 
 }  // namespace detail
@@ -229,7 +229,7 @@ inline int64_t Tensor::numel() const {
 inline DType Tensor::dtype() const {
   return checked().dtype;
 }
-inline uint32_t Tensor::version() const {
+inline uint64_t Tensor::version() const {
   return checked().storage->version;
 }
 inline void Tensor::bump_version() {

@@ -521,6 +521,7 @@ void Standardizer::apply(Dataset& data) const {
   check_fitted(*this, data.x);
   float* x = data.x.data<float>();
   standardize(x, mean.data<float>(), std.data<float>(), data.x.size(0), data.x.size(1), x);
+  data.x.bump_version();  // changed in place
 }
 
 ag::Tensor Standardizer::transform(const ag::Tensor& x) const {

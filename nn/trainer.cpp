@@ -22,6 +22,7 @@ void copy_rows(const ag::Tensor& x, std::span<const int64_t> rows, ag::Tensor& o
   for (int64_t b = 0; b < B; ++b)
     std::memcpy(dst + b * row_bytes, src + rows[static_cast<std::size_t>(b)] * row_bytes,
                 row_bytes);
+  out.bump_version();  // a graph that saw the previous batch must not run on this one
 }
 
 double accuracy(const TwoLayerNet& model, const Dataset& data, int64_t batch_size) {

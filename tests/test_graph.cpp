@@ -618,6 +618,40 @@ TEST(Version, ReluRefusesItsInputChangedInPlace) {
   EXPECT_TRUE(thrown_message<std::logic_error>([&] { loss.backward(); }).has_value());
 }
 
+TEST(Version, ARefusalChangesNoGradientAndKeepsTheGraph) {
+  // add_bias's node is reached first and would give b its gradient; the check runs before any.
+  Tensor W = param({1, 2, 3, 4}, {2, 2});
+  Tensor b = param({0.5, -0.5}, {2});
+  Tensor X = ag::tensor({1, 2}, {1, 2}, f64);
+  const Tensor loss = ag::sum(ag::add_bias(ag::matmul(X, W), b));
+  X.mul_(3.0);
+  for (int attempt = 0; attempt < 2; ++attempt) {  // the same refusal, not "already released"
+    const auto message = thrown_message<std::logic_error>([&] { loss.backward(); });
+    ASSERT_TRUE(message.has_value());
+    EXPECT_TRUE(contains(*message, "'matmul'"));
+  }
+  EXPECT_FALSE(b.grad().defined());
+  EXPECT_FALSE(W.grad().defined());
+}
+
+TEST(Version, AnInputOnlyTheOtherInputsGradientNeedsMayChange) {
+  // dL/dW = Xᵀ·G does not depend on W, and dL/da = G ⊙ b not on a: as in PyTorch, which saves
+  // an operand only when the other one needs a gradient.
+  Tensor W = param({1, 2, 3, 4}, {2, 2});
+  const Tensor X = ag::tensor({1, 2}, {1, 2}, f64);
+  const Tensor loss = ag::sum(ag::matmul(X, W));
+  W.add_(ag::ones({2, 2}, f64));
+  loss.backward();
+  EXPECT_EQ(W.grad().to_vector(), (std::vector<double>{1, 1, 2, 2}));
+
+  Tensor a = param({1, 2}, {2});
+  const Tensor c = ag::tensor({3, 4}, {2}, f64);
+  const Tensor product = ag::sum(ag::mul(a, c));
+  a.fill_(7.0);
+  product.backward();
+  EXPECT_EQ(a.grad().to_vector(), (std::vector<double>{3, 4}));
+}
+
 TEST(Version, OpsWhoseBackwardDoesNotReadTheirInputsDoNotMind) {
   // As in PyTorch: add's gradient is the same whatever its inputs hold.
   Tensor a = param({1, 2}, {2});

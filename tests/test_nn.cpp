@@ -100,15 +100,27 @@ TEST(SGD, PlainStepIsLrTimesGradient) {
 }
 
 TEST(SGD, AStepBetweenForwardAndBackwardIsRefused) {
-  // The classic slip: updating the weights before backward() would give the gradient at the new
-  // weights' graph with the old forward; the step bumps the parameters' version instead.
+  // The classic slip: a step between the forward and backward() would make l2's backward use the
+  // new weights with the old forward; the step moves the parameters' version on instead.
   TwoParams p;
   nn::SGD opt({p.w}, {.lr = 0.1, .momentum = 0.9});
   p.backward();
   opt.step();  // a first full step: the parameter now has a gradient
   opt.zero_grad();
-  const ag::Tensor loss = ag::sum(ag::mul(p.w, p.c));  // mul's backward reads w
+  const ag::Tensor loss = ag::l2(p.w);  // dL/dw = 2w: l2's backward reads w
   opt.step();
+  EXPECT_THROW(loss.backward(), std::logic_error);
+}
+
+TEST(CopyRows, CountsAsAnInPlaceChangeOfTheBatch) {
+  // A graph built on one batch must not run backward on the next one copied into the same tensor.
+  const ag::Tensor data = ag::tensor({1, 2, 3, 4, 5, 6}, {3, 2});
+  ag::Tensor batch;
+  const std::vector<int64_t> first{0, 1}, second{2, 2};
+  nn::copy_rows(data, first, batch);
+  ag::Tensor W = ag::ones({2, 2}).requires_grad_();
+  const ag::Tensor loss = ag::sum(ag::matmul(batch, W));
+  nn::copy_rows(data, second, batch);
   EXPECT_THROW(loss.backward(), std::logic_error);
 }
 

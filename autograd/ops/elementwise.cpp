@@ -77,15 +77,19 @@ Tensor sub(const Tensor& a, const Tensor& b, Where where) {
 Tensor mul(const Tensor& a, const Tensor& b, Where where) {
   check_same_shape("mul", a, b);
   Tensor y = zip(a, b, [](auto u, auto v) { return u * v; });
-  if (detail::needs_grad({&a, &b}))
+  if (detail::needs_grad({&a, &b})) {
+    const bool grad_a = a.requires_grad(), grad_b = b.requires_grad();
     detail::record(
         y, "mul", {a, b},
-        [](const Tensor& g, const TensorList& in) {
+        [grad_a, grad_b](const Tensor& g, const TensorList& in) {
           const Tensor &a = in[0], &b = in[1];
           auto times = [](auto u, auto v) { return u * v; };
-          return detail::grads(zip(g, b, times), zip(g, a, times));
+          return detail::grads(grad_a ? zip(g, b, times) : Tensor(),
+                               grad_b ? zip(g, a, times) : Tensor());
         },
-        [](const std::vector<Tensor>& in) { return mul(in[0], in[1]); }, where);
+        [](const std::vector<Tensor>& in) { return mul(in[0], in[1]); }, where,
+        detail::reads(grad_a ? 1 : -1, grad_b ? 0 : -1));  // da needs b, db needs a
+  }
   return y;
 }
 

@@ -49,7 +49,8 @@ Tensor matmul(const Tensor& a, const Tensor& b, Where where) {
           });
           return detail::grads(std::move(da), std::move(db));
         },
-        [](const std::vector<Tensor>& in) { return matmul(in[0], in[1]); }, where);
+        [](const std::vector<Tensor>& in) { return matmul(in[0], in[1]); }, where,
+        detail::reads(grad_a ? 1 : -1, grad_b ? 0 : -1));  // dA needs B, dB needs A
   }
   return y;
 }
