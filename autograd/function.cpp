@@ -32,6 +32,29 @@ struct CustomOp {
   CustomBackward backward;
 };
 
+// The node's backward: the user's, given the context. It takes the node's inputs (which it does
+// not use) so that backward() checks that none was changed in place since the op ran (ctx.inputs
+// share their storage); check_saved does the same for the output, which the node does not hold.
+struct SavedBackward {
+  std::shared_ptr<const CustomOp> op;
+  OpContext ctx;
+  uint64_t output_version;
+  Where where;
+
+  std::vector<Tensor> operator()(const Tensor& g, const TensorList& /*inputs*/) const {
+    return op->backward(ctx, g);
+  }
+  void check_saved() const {
+    if (ctx.output.version() != output_version)
+      throw std::logic_error(fmt::format(
+          "node '{}' (created at {}:{}): its output (shape {}) was modified in place after the op "
+          "ran (its version is {}, it was {}), and the backward may read it. Change it after "
+          "backward(), or clone() it first",
+          op->name, where.file_name(), where.line(), shape_str(ctx.output.shape()),
+          ctx.output.version(), output_version));
+  }
+};
+
 Tensor apply(const std::shared_ptr<const CustomOp>& op, std::vector<Tensor> inputs, Where where) {
   std::vector<Tensor> values;  // what forward and backward see: values, no graph
   std::vector<bool> needs_input_grad;
@@ -58,22 +81,9 @@ Tensor apply(const std::shared_ptr<const CustomOp>& op, std::vector<Tensor> inpu
     return output;
   }
   OpContext ctx{std::move(values), output.detach(), std::move(needs_input_grad)};
-  // The backward may read ctx's inputs and output: taking the node's inputs makes the node check
-  // that none was changed in place since now (ctx's share their storage); the output is checked
-  // here.
   detail::record(
       output, op->name, TensorList(inputs.begin(), inputs.end()),
-      [op, ctx = std::move(ctx), output_version = output.version(), where](
-          const Tensor& g, const TensorList& /*inputs, checked by the node*/) {
-        if (ctx.output.version() != output_version)
-          throw std::logic_error(fmt::format(
-              "node '{}' (created at {}:{}): its output (shape {}) was modified in place after "
-              "the op ran (its version is {}, it was {}), and the backward may read it. Change it "
-              "after backward(), or clone() it first",
-              op->name, where.file_name(), where.line(), shape_str(ctx.output.shape()),
-              ctx.output.version(), output_version));
-        return op->backward(ctx, g);
-      },
+      SavedBackward{op, std::move(ctx), output.version(), where},
       [op, where](const std::vector<Tensor>& in) { return apply(op, in, where); }, where);
   return output;
 }

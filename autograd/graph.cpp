@@ -71,7 +71,8 @@ void Node::throw_released() const {
 
 void Node::check_read_inputs() const {
   for (std::size_t i = 0; i < inputs.size(); ++i)
-    if ((reads_inputs >> i & 1) != 0 && inputs[i].impl()->storage->version != input_versions[i])
+    if ((reads_inputs >> std::min<std::size_t>(i, 31) & 1) != 0 &&
+        inputs[i].impl()->storage->version != input_versions[i])
       throw std::logic_error(fmt::format(
           "node '{}' (created at {}:{}): input {} (shape {}) was modified in place after the op "
           "ran (its version is {}, it was {}), and the backward needs the value the op saw. Change "

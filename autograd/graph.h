@@ -37,6 +37,20 @@ struct Edge {
   bool needs_grad() const { return node || leaf; }
 };
 
+namespace detail {
+/// Which of an op's inputs its backward reads, bit i for input i (bit 31 for inputs 31 and
+/// beyond): those whose in-place change between the forward and backward() is refused.
+/// matmul(a, b) reads b only for a's gradient and a only for b's, so it passes
+/// reads(grad_a ? 1 : -1, grad_b ? 0 : -1); a negative index adds nothing.
+using InputMask = uint32_t;
+inline constexpr InputMask kAllInputs = ~InputMask{0};
+template <class... Is>
+constexpr InputMask reads(Is... inputs) {
+  return ((inputs < 0 ? InputMask{0} : InputMask{1} << (inputs < 31 ? inputs : 31)) | ... |
+          InputMask{0});
+}
+}  // namespace detail
+
 /// One recorded op. The op's backward and forward lambdas live in the node itself (see
 /// detail::record), so recording an op allocates nothing beyond the node.
 struct Node {
@@ -44,11 +58,11 @@ struct Node {
   SmallVector<Edge, 2> next;                // one per input, in input order
   TensorList inputs;                        // the input values (released with the graph)
   SmallVector<uint64_t, 2> input_versions;  // each input's version() when the op ran
-  uint32_t reads_inputs = 0;      // bit i: the backward reads input i's value (see InputMask)
-  SmallVector<int64_t, 4> shape;  // of the output
-  DType dtype = DType::Float32;   // of the output
-  std::source_location where;     // where the op was called
-  Tensor grad;                    // scratch: the output's gradient during backward()
+  detail::InputMask reads_inputs = 0;       // bit i: the backward reads input i's value
+  SmallVector<int64_t, 4> shape;            // of the output
+  DType dtype = DType::Float32;             // of the output
+  std::source_location where;               // where the op was called
+  Tensor grad;                              // scratch: the output's gradient during backward()
 
   Node() = default;
   Node(const Node&) = delete;
@@ -69,17 +83,23 @@ struct Node {
   /// structure: what backward() does to each node unless retain_graph is set.
   void release();
   bool released() const { return released_; }
-  /// Throws std::logic_error if an input the backward reads (reads_inputs) was changed in place
-  /// since the op ran (its version moved on): the backward would use values the forward never
-  /// saw. backward() checks every node of the graph this way before running any.
+  /// Throws std::logic_error if a value the backward reads (an input in reads_inputs, or
+  /// something else the op saved, such as a custom op's output) was changed in place since the
+  /// op ran (its version moved on): the backward would use values the forward never saw.
+  /// backward() checks every node of the graph this way before running any, including nodes
+  /// that will receive no gradient.
   void check_inputs_unchanged() const {
     if (reads_inputs != 0) check_read_inputs();
+    if (checks_other_saved_) check_other_saved();
   }
 
  protected:
   virtual void release_saved() noexcept = 0;
+  /// For ops that save more than their inputs: throws as check_inputs_unchanged does.
+  virtual void check_other_saved() const {}
   [[noreturn]] void throw_released() const;
   void check_read_inputs() const;
+  bool checks_other_saved_ = false;  // set by an op whose check_other_saved does something
 
  private:
   bool released_ = false;
@@ -125,7 +145,9 @@ template <class Backward, class Forward>
 class OpNode final : public Node {
  public:
   OpNode(Backward backward, Forward forward)
-      : backward_(std::move(backward)), forward_(std::move(forward)) {}
+      : backward_(std::move(backward)), forward_(std::move(forward)) {
+    checks_other_saved_ = kChecksSaved;
+  }
 
   TensorList backward(const Tensor& grad_output) const override {
     if (!backward_) throw_released();
@@ -149,19 +171,15 @@ class OpNode final : public Node {
     backward_.reset();
     forward_.reset();
   }
+  // A backward that is an object with check_saved() (a custom op's) checks what it saved.
+  static constexpr bool kChecksSaved = requires(const Backward& b) { b.check_saved(); };
+  void check_other_saved() const override {
+    if constexpr (kChecksSaved)
+      if (backward_) backward_->check_saved();
+  }
   std::optional<Backward> backward_;
   std::optional<Forward> forward_;
 };
-
-/// Which of an op's inputs its backward reads, bit i for input i: those whose in-place change
-/// between the forward and backward() is refused. matmul(a, b) reads b only for a's gradient and
-/// a only for b's, so it passes reads(grad_a ? 1 : -1, grad_b ? 0 : -1).
-using InputMask = uint32_t;
-inline constexpr InputMask kAllInputs = ~InputMask{0};
-template <class... Is>
-constexpr InputMask reads(Is... inputs) {
-  return ((inputs < 0 ? InputMask{0} : InputMask{1} << inputs) | ... | InputMask{0});
-}
 
 /// Links `node` into the graph as the producer of `output`, from `inputs` (the non-template
 /// half of record).

@@ -652,6 +652,45 @@ TEST(Version, AnInputOnlyTheOtherInputsGradientNeedsMayChange) {
   EXPECT_EQ(a.grad().to_vector(), (std::vector<double>{3, 4}));
 }
 
+TEST(Version, EachOperandIsCheckedForTheOthersGradient) {
+  const auto refused = [](const Tensor& loss, const std::string& op, const std::string& input) {
+    const auto message = thrown_message<std::logic_error>([&] { loss.backward(); });
+    return message.has_value() && contains(*message, "'" + op + "'") &&
+           contains(*message, "input " + input);
+  };
+  {  // dA = G · Bᵀ reads B
+    Tensor A = param({1, 2}, {1, 2});
+    Tensor B = ag::tensor({1, 2, 3, 4}, {2, 2}, f64);
+    const Tensor loss = ag::sum(ag::matmul(A, B));
+    B.mul_(2.0);
+    EXPECT_TRUE(refused(loss, "matmul", "1"));
+  }
+  {  // da = g ⊙ b reads b
+    Tensor a = param({1, 2}, {2});
+    Tensor b = ag::tensor({3, 4}, {2}, f64);
+    const Tensor loss = ag::sum(ag::mul(a, b));
+    b.fill_(0.0);
+    EXPECT_TRUE(refused(loss, "mul", "1"));
+  }
+  {  // db = g ⊙ a reads a
+    Tensor a = ag::tensor({3, 4}, {2}, f64);
+    Tensor b = param({1, 2}, {2});
+    const Tensor loss = ag::sum(ag::mul(a, b));
+    a.fill_(0.0);
+    EXPECT_TRUE(refused(loss, "mul", "0"));
+  }
+}
+
+TEST(Version, CheckGraphReportsANodeWhoseInputChanged) {
+  Tensor x = param({1, -2, 3}, {3});
+  Tensor h = ag::scale(x, 2.0);
+  const Tensor loss = ag::sum(ag::relu(h));
+  h.fill_(1.0);
+  const ag::GraphCheck check = ag::check_graph(loss);
+  EXPECT_FALSE(check.ok());
+  EXPECT_TRUE(contains(check.report(), "modified in place"));
+}
+
 TEST(Version, OpsWhoseBackwardDoesNotReadTheirInputsDoNotMind) {
   // As in PyTorch: add's gradient is the same whatever its inputs hold.
   Tensor a = param({1, 2}, {2});
