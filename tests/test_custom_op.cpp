@@ -233,4 +233,24 @@ TEST(CustomOp, BackwardRefusesAnInputOrOutputChangedInPlace) {
   EXPECT_FALSE(a.grad().defined());  // l2's gradient, reached first, was not accumulated
 }
 
+TEST(CustomOp, AnInputPastTheThirtySecondIsCheckedToo) {
+  std::vector<Tensor> inputs;
+  for (int i = 0; i < 40; ++i) inputs.push_back(ag::tensor({double(i)}, {1}, f64).requires_grad_());
+  const Tensor total = ag::custom_op(
+      "total", inputs,
+      [](const std::vector<Tensor>& in) {
+        Tensor sum = ag::zeros({1}, in[0].dtype());
+        for (const Tensor& t : in) sum.add_(t);
+        return sum;
+      },
+      [](const ag::OpContext& ctx, const Tensor& g) {
+        return std::vector<Tensor>(ctx.inputs.size(), g);
+      });
+  const Tensor loss = ag::sum(total);
+  inputs[35].fill_(0.0);
+  const auto message = thrown_message<std::logic_error>([&] { loss.backward(); });
+  ASSERT_TRUE(message.has_value());
+  EXPECT_TRUE(contains(*message, "input 35"));
+}
+
 }  // namespace
