@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <csignal>
@@ -94,10 +95,17 @@ TEST(KillDuringSave, LeavesTheOldOrTheNewCompleteCheckpoint) {
   } remove_at_end{dir};
   const fs::path path = dir / "model.safetensors";
   constexpr int64_t kValues = 1 << 20;  // 4 MB: a save takes long enough to be hit inside
+  const auto start = std::chrono::steady_clock::now();
   nn::save_safetensors(path, {{"w", ag::zeros({kValues})}}, {{"version", "0"}});
+  const int64_t save_us = std::chrono::duration_cast<std::chrono::microseconds>(
+                              std::chrono::steady_clock::now() - start)
+                              .count();
 
+  // Kills spread over about three saves' time as measured here (a save takes a few milliseconds
+  // in a release build on an idle machine, ten times that under a sanitizer on a busy one), so
+  // that some land inside the first save and most after one or more completed.
   std::mt19937 rng(20240611);
-  std::uniform_int_distribution<int> delay_us(0, 30000);
+  std::uniform_int_distribution<int64_t> delay_us(0, std::max<int64_t>(30000, 3 * save_us));
   uint64_t last = 0;
   int killed_mid_save = 0;
   constexpr int kRounds = 25;
@@ -136,8 +144,10 @@ TEST(KillDuringSave, LeavesTheOldOrTheNewCompleteCheckpoint) {
   }
   EXPECT_GT(last, 0u) << "no save ever completed";
   EXPECT_GT(killed_mid_save, 0) << "no kill landed inside a save: the test proved nothing";
-  std::printf("%d of %d kills landed inside a save; %llu checkpoints completed\n", killed_mid_save,
-              kRounds, static_cast<unsigned long long>(last));
+  std::printf(
+      "%d of %d kills landed inside a save; %llu checkpoints completed (one save: %lld us)\n",
+      killed_mid_save, kRounds, static_cast<unsigned long long>(last),
+      static_cast<long long>(save_us));
 }
 
 // ---- a full disk ----
