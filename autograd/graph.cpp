@@ -95,13 +95,13 @@ void link(std::shared_ptr<Node> node, Tensor& output, const char* name, TensorLi
   if (anomaly_enabled) check_forward_finite(output, name, where);  // AnomalyGuard
   node->name = name;
   node->next.reserve(inputs.size());
-  node->input_versions.reserve(inputs.size());
+  if (reads_inputs != 0) node->input_versions.reserve(inputs.size());
   // The inputs are kept as they are: a non-leaf's handle holds only the node its edge holds
   // anyway, so keeping it makes nothing live longer (and there is no cycle: every reference still
   // points from later ops to earlier ones).
   for (const Tensor& input : inputs) {
     const auto& impl = input.impl();
-    node->input_versions.push_back(impl->storage->version);
+    if (reads_inputs != 0) node->input_versions.push_back(impl->storage->version);
     if (impl->grad_fn)
       node->next.push_back({impl->grad_fn, nullptr});
     else if (impl->requires_grad)

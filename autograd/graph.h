@@ -57,7 +57,7 @@ struct Node {
   const char* name = "";                    // the op's name, e.g. "matmul"
   SmallVector<Edge, 2> next;                // one per input, in input order
   TensorList inputs;                        // the input values (released with the graph)
-  SmallVector<uint64_t, 2> input_versions;  // each input's version() when the op ran
+  SmallVector<uint64_t, 2> input_versions;  // each input's version() when the op ran (if read)
   detail::InputMask reads_inputs = 0;       // bit i: the backward reads input i's value
   SmallVector<int64_t, 4> shape;            // of the output
   DType dtype = DType::Float32;             // of the output
