@@ -250,6 +250,25 @@ void accumulate_into_leaf(TensorImpl& leaf, Tensor g) {
     leaf.grad = g.clone();
 }
 
+// What the engine already holds for each of `node`'s inputs that the node's backward may add
+// into (see Node::backward): a gradient nothing else shares, so that writing it changes no other
+// value. A leaf's grad() that a caller holds, a first gradient also stored in another slot (add's
+// backward returns one tensor twice), a leaf gradient still owed its deferred zeros: none is
+// offered. Two edges to one slot: only the first is offered (the copy here is then a second owner).
+TensorList writable_gradients(const Node& node) {
+  TensorList into;
+  into.reserve(node.next.size());
+  for (const Edge& edge : node.next) {
+    const Tensor* held = nullptr;
+    if (edge.node)
+      held = &edge.node->grad;
+    else if (edge.leaf && !edge.leaf->grad_pending_zero)
+      held = &edge.leaf->grad;
+    into.push_back(held && held->defined() && sole_owner(*held) ? *held : Tensor());
+  }
+  return into;
+}
+
 void check_gradient(const Node& node, std::size_t i, const Tensor& g) {
   const Tensor& input = node.inputs[i];
   if (g.shape() != input.shape() || g.dtype() != input.dtype())
@@ -308,7 +327,8 @@ void run_backward(const Tensor& root, BackwardOptions options) {
   for (Node* node : order) {
     const Tensor grad_output = std::exchange(node->grad, Tensor());
     if (grad_output.defined()) {  // else nothing flowed here (its inputs need no grad)
-      TensorList grads = node->backward(grad_output);
+      const TensorList into = node->adds_into() ? writable_gradients(*node) : TensorList();
+      TensorList grads = node->backward(grad_output, into);
       if (grads.size() != node->next.size())
         fail("backward of '{}': returned {} gradients for {} inputs", node->name, grads.size(),
              node->next.size());
@@ -317,6 +337,8 @@ void run_backward(const Tensor& root, BackwardOptions options) {
         if (!grads[i].defined() || !edge.needs_grad()) continue;
         check_gradient(*node, i, grads[i]);
         if (anomaly_enabled) check_backward_finite(*node, i, grads[i]);  // AnomalyGuard
+        if (adds_into(into, i) && grads[i].impl() == into[i].impl())
+          continue;  // the backward added it into the gradient held already
         if (edge.node)
           accumulate_into_node(edge.node->grad, std::move(grads[i]));
         else

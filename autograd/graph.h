@@ -76,7 +76,16 @@ struct Node {
   /// may be shared. Throws std::logic_error once the node is released. (It does not check the
   /// inputs' versions: Tensor::backward() checks every node's first, with
   /// check_inputs_unchanged(), as a direct caller should.)
-  virtual TensorList backward(const Tensor& grad_output) const = 0;
+  TensorList backward(const Tensor& grad_output) const { return backward(grad_output, {}); }
+  /// The same, as the engine calls it for a node whose op adds_into(): `into` holds, for each
+  /// input, the gradient the engine already has for it when nothing else shares that tensor
+  /// (else an undefined Tensor), or is empty. Such an op adds its gradient for input i into
+  /// into[i] when it is defined and returns into[i] itself in place i (matmul: GEMM with
+  /// beta = 1; l2: w.grad += 2·g·w), which saves a buffer and a pass over it; the engine then
+  /// adds nothing. Other ops never see `into`.
+  virtual TensorList backward(const Tensor& grad_output, const TensorList& into) const = 0;
+  /// Whether the op's backward can add into the engine's gradients (see backward above).
+  bool adds_into() const { return adds_into_; }
   /// Replays the op's forward on new input values (see ForwardFn). Throws once released.
   virtual Tensor forward(const std::vector<Tensor>& inputs) const = 0;
   /// Drops what the op saved for its backward (its lambdas and input values), keeping the
@@ -100,6 +109,7 @@ struct Node {
   [[noreturn]] void throw_released() const;
   void check_read_inputs() const;
   bool checks_other_saved_ = false;  // set by an op whose check_other_saved does something
+  bool adds_into_ = false;           // set by an op whose backward takes `into`
 
  private:
   bool released_ = false;
@@ -137,21 +147,33 @@ TensorList grads(Ts&&... gradients) {
   return out;
 }
 
+/// Whether a backward that takes `into` (see Node::backward) has a gradient to add input i's
+/// into: if so it writes into[i] (adding to it) and returns it, else a new tensor.
+inline bool adds_into(const TensorList& into, std::size_t i) {
+  return i < into.size() && into[i].defined();
+}
+
 /// The node of an op whose backward is `Backward` and replay is `Forward`, both stored inline.
-/// Backward is called as backward(grad_output), or as backward(grad_output, inputs) when it
-/// takes the node's saved input values as a second argument; it returns a TensorList (or a
-/// std::vector<Tensor>, or one Tensor for a one-input op), one gradient per input.
+/// Backward is called as backward(grad_output), as backward(grad_output, inputs) when it takes
+/// the node's saved input values as a second argument, or as backward(grad_output, inputs, into)
+/// when it can also add into the engine's gradients (see Node::backward); it returns a
+/// TensorList (or a std::vector<Tensor>, or one Tensor for a one-input op), one gradient per
+/// input.
 template <class Backward, class Forward>
 class OpNode final : public Node {
  public:
   OpNode(Backward backward, Forward forward)
       : backward_(std::move(backward)), forward_(std::move(forward)) {
     checks_other_saved_ = kChecksSaved;
+    adds_into_ = kAddsInto;
   }
 
-  TensorList backward(const Tensor& grad_output) const override {
+  using Node::backward;
+  TensorList backward(const Tensor& grad_output, const TensorList& into) const override {
     if (!backward_) throw_released();
-    if constexpr (std::is_invocable_v<const Backward&, const Tensor&, const TensorList&>)
+    if constexpr (kAddsInto)
+      return as_list((*backward_)(grad_output, inputs, into));
+    else if constexpr (std::is_invocable_v<const Backward&, const Tensor&, const TensorList&>)
       return as_list((*backward_)(grad_output, inputs));
     else
       return as_list((*backward_)(grad_output));
@@ -171,6 +193,8 @@ class OpNode final : public Node {
     backward_.reset();
     forward_.reset();
   }
+  static constexpr bool kAddsInto =
+      std::is_invocable_v<const Backward&, const Tensor&, const TensorList&, const TensorList&>;
   // A backward that is an object with check_saved() (a custom op's) checks what it saved.
   static constexpr bool kChecksSaved = requires(const Backward& b) { b.check_saved(); };
   void check_other_saved() const override {
@@ -196,7 +220,8 @@ template <class Backward, class Forward>
 void record(Tensor& output, const char* name, TensorList inputs, Backward backward, Forward forward,
             std::source_location where, InputMask reads_inputs = kAllInputs) {
   constexpr bool takes_inputs =
-      std::is_invocable_v<const Backward&, const Tensor&, const TensorList&>;
+      std::is_invocable_v<const Backward&, const Tensor&, const TensorList&> ||
+      std::is_invocable_v<const Backward&, const Tensor&, const TensorList&, const TensorList&>;
   link(make_pooled<OpNode<Backward, Forward>>(std::move(backward), std::move(forward)), output,
        name, std::move(inputs), where, takes_inputs ? reads_inputs : InputMask{0});
 }

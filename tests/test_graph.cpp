@@ -87,6 +87,72 @@ TEST(Graph, ParameterUsedTwiceInOneModelGetsBothGradients) {
   EXPECT_EQ(w.grad().to_vector(), (std::vector<double>{7, 11, 9, 13}));
 }
 
+// matmul and l2 add their gradient into the one the engine holds already (Node::backward's
+// `into`) instead of returning a new tensor for the engine to add.
+TEST(Graph, AWeightsGradientsFromL2AndMatmulAreSummedEitherWayRound) {
+  // L = Σ x·W + |W|²: dL/dW = xᵀ·1 + 2W. Either op's backward may run first, depending on the
+  // order of the loss's terms; the second then adds into the first's gradient.
+  const Tensor x = ag::tensor({1, 2}, {1, 2}, f64);
+  const std::vector<std::pair<std::string, std::function<Tensor(const Tensor&)>>> losses{
+      {"l2 first", [&](const Tensor& w) { return ag::sum(ag::matmul(x, w)) + ag::l2(w); }},
+      {"matmul first", [&](const Tensor& w) { return ag::l2(w) + ag::sum(ag::matmul(x, w)); }}};
+  for (const auto& [name, loss] : losses) {
+    SCOPED_TRACE(name);
+    Tensor w = param({1, 2, 3, 4}, {2, 2});
+    loss(w).backward();  // [[1, 1], [2, 2]] + [[2, 4], [6, 8]]
+    EXPECT_EQ(w.grad().to_vector(), (std::vector<double>{3, 5, 8, 10}));
+    loss(w).backward();  // a second backward adds to it
+    EXPECT_EQ(w.grad().to_vector(), (std::vector<double>{6, 10, 16, 20}));
+    {
+      const Tensor held = w.grad();  // a gradient someone holds is still summed into in place
+      loss(w).backward();
+      EXPECT_EQ(held.to_vector(), (std::vector<double>{9, 15, 24, 30}));
+    }
+    w.zero_grad();  // and after zero_grad() nothing is added to the old values
+    loss(w).backward();
+    EXPECT_EQ(w.grad().to_vector(), (std::vector<double>{3, 5, 8, 10}));
+  }
+}
+
+TEST(Graph, AWeightUsedAsBothOperandsOfAProductAndInL2GetsAllThree) {
+  // L = |W|² + Σ W·W: dL/dW = 2W + 1·Wᵀ + Wᵀ·1. Both of matmul's edges lead to W's gradient.
+  Tensor w = param({1, 2, 3, 4}, {2, 2});
+  (ag::l2(w) + ag::sum(ag::matmul(w, w))).backward();
+  EXPECT_EQ(w.grad().to_vector(), (std::vector<double>{9, 15, 15, 21}));
+}
+
+TEST(Graph, AnOpAddsIntoAGradientOnlyWhenNothingElseHoldsIt) {
+  // b = y·V, a = b·W, L = |a|² + Σ (a + b). add's backward hands one tensor to both a and b, and
+  // l2(a) runs next, before b's gradient is used: adding 2a into that shared tensor would give b
+  // a's gradient too.
+  Tensor w = param({1, 2, 3, 4}, {2, 2});
+  Tensor v = param({1, 0, 0, 1}, {2, 2});
+  const Tensor y = ag::tensor({3, -1}, {1, 2}, f64);
+  const Tensor b = ag::matmul(y, v), a = ag::matmul(b, w);  // b = [3, -1], a = [0, 2]
+  (ag::l2(a) + ag::sum(ag::add(a, b))).backward();
+  // dL/da = 2a + 1 = [1, 5]; dL/db = 1 + dL/da·Wᵀ = [12, 24].
+  EXPECT_EQ(w.grad().to_vector(), (std::vector<double>{3, 15, -1, -5}));     // bᵀ·dL/da
+  EXPECT_EQ(v.grad().to_vector(), (std::vector<double>{36, 72, -12, -24}));  // yᵀ·dL/db
+}
+
+TEST(Graph, AddingIntoAGradientMatchesSummingTheTwoSeparately) {
+  // Large enough for the product to be split across threads: each part adds into its own block.
+  ag::Generator gen(7);
+  const Tensor x = ag::randn({96, 128}, gen, 1.0, f64);
+  const Tensor w0 = ag::randn({128, 160}, gen, 1.0, f64);
+  auto gradient = [&](const std::function<Tensor(const Tensor&)>& loss) {
+    Tensor w = w0.clone();
+    w.requires_grad_();
+    loss(w).backward();
+    return w.grad();
+  };
+  const Tensor from_matmul = gradient([&](const Tensor& w) { return ag::sum(ag::matmul(x, w)); });
+  const Tensor from_l2 = gradient([&](const Tensor& w) { return ag::l2(w); });
+  const Tensor both =
+      gradient([&](const Tensor& w) { return ag::sum(ag::matmul(x, w)) + ag::l2(w); });
+  EXPECT_TRUE(all_close(both.to_vector(), (from_matmul + from_l2).to_vector(), 1e-12, 1.0));
+}
+
 TEST(Graph, GradientsAccumulateAcrossBackwardCalls) {
   Tensor w = param({1, -2}, {2});
   ag::l2(w).backward();

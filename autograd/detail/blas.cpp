@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <limits>
+#include <vector>
 
 #include "autograd/detail/dispatch.h"
 #include "autograd/detail/parallel.h"
@@ -16,6 +17,8 @@ namespace {
 // Products below this many multiply-adds run on the calling thread alone: waking a worker would
 // cost more than it saves.
 constexpr double kParallelMacs = 1 << 20;
+// The largest small product (in elements of C) that adds into C through scratch space (below).
+constexpr int64_t kScratchElements = 1 << 14;
 
 template <class T, class Gemm>
 void gemm_impl(Gemm cblas_gemm, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
@@ -45,9 +48,19 @@ void gemm_impl(Gemm cblas_gemm, bool trans_a, bool trans_b, int64_t M, int64_t N
   const auto grain = [&](int64_t extent) {  // at least kParallelMacs / 2 per part
     return std::max<int64_t>(16, static_cast<int64_t>(kParallelMacs / 2 / (macs / double(extent))));
   };
-  if (macs < kParallelMacs)
+  if (macs < kParallelMacs && beta != T(0) && M * N <= kScratchElements) {
+    // OpenBLAS's small-matrix kernels, which it picks below about this size, are much slower
+    // with beta != 0 than with beta = 0 (256×10×64: 4.9 against 3.9 µs; 4×10×5: 160 against
+    // 105 ns): the product goes into scratch space with beta = 0 and is added here instead.
+    thread_local std::vector<T> scratch(kScratchElements);
+    cblas_gemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
+               trans_b ? CblasTrans : CblasNoTrans, static_cast<int>(M), static_cast<int>(N),
+               static_cast<int>(K), alpha, A, static_cast<int>(lda), B, static_cast<int>(ldb), T(0),
+               scratch.data(), static_cast<int>(N));
+    for (int64_t i = 0; i < M * N; ++i) C[i] = beta * C[i] + scratch[i];
+  } else if (macs < kParallelMacs) {
     block(0, M, 0, N);
-  else if (M >= N)
+  } else if (M >= N)
     parallel_for(M, grain(M), [&](int64_t m0, int64_t m1) { block(m0, m1, 0, N); });
   else
     parallel_for(N, grain(N), [&](int64_t n0, int64_t n1) { block(0, M, n0, n1); });

@@ -1,7 +1,7 @@
 // l2: the sum of squares, the weight-decay penalty.
 //
 //   forward:  L = Σ_i w_i²                 any shape -> scalar
-//   backward: dL/dw = 2 w · dL/dL_out
+//   backward: dL/dw = 2 w · dL/dL_out      (added into w's gradient when the engine has one)
 #include "autograd/detail/dispatch.h"
 #include "autograd/detail/parallel.h"
 #include "autograd/ops.h"
@@ -59,15 +59,19 @@ Tensor l2(const Tensor& w, Where where) {
   if (detail::needs_grad({&w})) {
     detail::record(
         out, "l2", {w},
-        [](const Tensor& g, const TensorList& in) {
+        [](const Tensor& g, const TensorList& in, const TensorList& into) {
           const Tensor& w = in[0];
-          Tensor dw = Tensor::empty(w.shape(), w.dtype());
+          const bool add = detail::adds_into(into, 0);  // into the gradient held for w already
+          Tensor dw = add ? into[0] : Tensor::empty(w.shape(), w.dtype());
           detail::dispatch(w.dtype(), [&]<class T>() {
             const T two_g = T(2) * g.data<T>()[0];
             const T* pw = w.data<T>();
             T* pdw = dw.data<T>();
             detail::parallel_for(w.numel(), detail::kElementwiseGrain, [&](int64_t b, int64_t e) {
-              for (int64_t i = b; i < e; ++i) pdw[i] = two_g * pw[i];
+              if (add)
+                for (int64_t i = b; i < e; ++i) pdw[i] += two_g * pw[i];
+              else
+                for (int64_t i = b; i < e; ++i) pdw[i] = two_g * pw[i];
             });
           });
           return dw;

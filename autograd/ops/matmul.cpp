@@ -5,7 +5,9 @@
 //   backward: dL/dA = dL/dY · Bᵀ          [N, H] · [H, D] -> [N, D]
 //             dL/dB = Aᵀ · dL/dY          [D, N] · [N, H] -> [D, H]
 //
-// All three products go to CBLAS GEMM; the transposes are flags, never materialised.
+// All three products go to CBLAS GEMM; the transposes are flags, never materialised. The backward
+// adds into the engine's gradients (Node::backward's `into`): a weight's gradient from l2 and
+// from the product is summed by the GEMM, with no extra buffer or pass.
 #include "autograd/detail/dispatch.h"
 #include "autograd/ops.h"
 
@@ -32,18 +34,21 @@ Tensor matmul(const Tensor& a, const Tensor& b, Where where) {
     const bool grad_a = a.requires_grad(), grad_b = b.requires_grad();
     detail::record(
         y, "matmul", {a, b},
-        [grad_a, grad_b, N, D, H](const Tensor& g, const TensorList& in) {
+        [grad_a, grad_b, N, D, H](const Tensor& g, const TensorList& in, const TensorList& into) {
           const Tensor &a = in[0], &b = in[1];  // the values the forward multiplied
+          // Each gradient is added by the GEMM itself (beta = 1) into the one the engine holds
+          // for that input already, when it offers one (see Node::backward), else written anew.
+          const bool add_a = detail::adds_into(into, 0), add_b = detail::adds_into(into, 1);
           Tensor da, db;
           detail::dispatch(g.dtype(), [&]<class T>() {
             if (grad_a) {  // dL/dA = dL/dY · Bᵀ
-              da = Tensor::empty({N, D}, g.dtype());
-              detail::gemm(false, true, N, D, H, T(1), g.data<T>(), b.data<T>(), T(0),
+              da = add_a ? into[0] : Tensor::empty({N, D}, g.dtype());
+              detail::gemm(false, true, N, D, H, T(1), g.data<T>(), b.data<T>(), T(add_a),
                            da.data<T>());
             }
             if (grad_b) {  // dL/dB = Aᵀ · dL/dY
-              db = Tensor::empty({D, H}, g.dtype());
-              detail::gemm(true, false, D, H, N, T(1), a.data<T>(), g.data<T>(), T(0),
+              db = add_b ? into[1] : Tensor::empty({D, H}, g.dtype());
+              detail::gemm(true, false, D, H, N, T(1), a.data<T>(), g.data<T>(), T(add_b),
                            db.data<T>());
             }
           });
