@@ -315,7 +315,8 @@ void run_backward(const Tensor& root, BackwardOptions options) {
 
   NoGradGuard no_grad;  // gradients are plain values, not part of any graph
   // If a backward throws, no node keeps a partial gradient for the next backward() to add to.
-  // (Leaves already reached keep what was added to them.)
+  // (Leaves already reached keep what was added to them. An op that adds into held gradients
+  // makes everything that can throw, its buffers, before it writes any of them.)
   struct ClearScratch {
     const std::vector<Node*>& nodes;
     ~ClearScratch() {
@@ -327,7 +328,10 @@ void run_backward(const Tensor& root, BackwardOptions options) {
   for (Node* node : order) {
     const Tensor grad_output = std::exchange(node->grad, Tensor());
     if (grad_output.defined()) {  // else nothing flowed here (its inputs need no grad)
-      const TensorList into = node->adds_into() ? writable_gradients(*node) : TensorList();
+      // Under an AnomalyGuard no op adds into a held gradient, so that each op's own gradient
+      // is what gets checked (and nothing is changed before a check throws).
+      const TensorList into =
+          node->adds_into() && !anomaly_enabled ? writable_gradients(*node) : TensorList();
       TensorList grads = node->backward(grad_output, into);
       if (grads.size() != node->next.size())
         fail("backward of '{}': returned {} gradients for {} inputs", node->name, grads.size(),

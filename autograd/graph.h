@@ -78,11 +78,14 @@ struct Node {
   /// check_inputs_unchanged(), as a direct caller should.)
   TensorList backward(const Tensor& grad_output) const { return backward(grad_output, {}); }
   /// The same, as the engine calls it for a node whose op adds_into(): `into` holds, for each
-  /// input, the gradient the engine already has for it when nothing else shares that tensor
-  /// (else an undefined Tensor), or is empty. Such an op adds its gradient for input i into
-  /// into[i] when it is defined and returns into[i] itself in place i (matmul: GEMM with
-  /// beta = 1; l2: w.grad += 2·g·w), which saves a buffer and a pass over it; the engine then
-  /// adds nothing. Other ops never see `into`.
+  /// input, the gradient the engine already has for it when nothing else shares that tensor or
+  /// its storage (else an undefined Tensor: also for a leaf whose zero_grad() zeros are still
+  /// owed, for a second edge to the same gradient, and for every input under an AnomalyGuard),
+  /// or is empty. Such an op adds its gradient for input i into into[i] when it is defined and
+  /// returns into[i] itself in place i (matmul: GEMM with beta = 1; l2: w.grad += 2·g·w), which
+  /// saves a buffer and a pass over it; the engine then adds nothing. It makes every buffer it
+  /// needs before writing into any into[i], so that a throw changes nothing. Other ops never
+  /// see `into`.
   virtual TensorList backward(const Tensor& grad_output, const TensorList& into) const = 0;
   /// Whether the op's backward can add into the engine's gradients (see backward above).
   bool adds_into() const { return adds_into_; }
@@ -193,6 +196,8 @@ class OpNode final : public Node {
     backward_.reset();
     forward_.reset();
   }
+  // (A backward callable with three arguments is taken to add into `into`; a variadic generic
+  // lambda would be too, so no op writes one.)
   static constexpr bool kAddsInto =
       std::is_invocable_v<const Backward&, const Tensor&, const TensorList&, const TensorList&>;
   // A backward that is an object with check_saved() (a custom op's) checks what it saved.

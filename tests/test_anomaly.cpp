@@ -134,6 +134,18 @@ TEST(Anomaly, WithoutTheGuardNothingThrowsAndTheValuesAreNonFinite) {
   EXPECT_TRUE(std::isinf(z.grad().to_vector()[1]));
 }
 
+TEST(Anomaly, ChecksEachOpsOwnGradientNotTheSumItIsAddedTo) {
+  // z's gradient is +Inf already, from a backward run without the guard. l2's own gradient is
+  // finite, so l2 is not to blame, though it may add its gradient into z's itself elsewhere.
+  Tensor z = ag::tensor({4.0, 0.0}, {2}, f64).requires_grad_();
+  ag::sum(my_sqrt(z)).backward();
+  ASSERT_TRUE(std::isinf(z.grad().to_vector()[1]));
+  const ag::AnomalyGuard anomaly;
+  EXPECT_NO_THROW(ag::l2(z).backward());
+  EXPECT_EQ(z.grad().to_vector()[0], 0.25 + 8.0);  // 1 / (2 √4) + 2 · 4
+  EXPECT_TRUE(std::isinf(z.grad().to_vector()[1]));
+}
+
 TEST(Anomaly, FiniteComputationsPassUnderTheGuard) {
   Tensor x = ag::test::random_normal({3, 4}, 1).requires_grad_();
   const ag::AnomalyGuard anomaly;

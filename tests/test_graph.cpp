@@ -10,6 +10,7 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include "autograd/autograd.h"
@@ -135,22 +136,43 @@ TEST(Graph, AnOpAddsIntoAGradientOnlyWhenNothingElseHoldsIt) {
   EXPECT_EQ(v.grad().to_vector(), (std::vector<double>{36, 72, -12, -24}));  // yᵀ·dL/db
 }
 
+TEST(Graph, AGradientThatIsAlsoAnInputOfTheOpIsNotAddedInto) {
+  // w's gradient, detached, multiplies w: a product written into w's gradient while it reads it
+  // would scramble both. Large enough for the product to go to BLAS in parts.
+  ag::Generator gen(3);
+  Tensor w = ag::randn({128, 128}, gen, 1.0, f64);
+  w.requires_grad_();
+  ag::l2(w).backward();
+  const Tensor g = w.grad().detach();  // shares the gradient's storage
+  const std::vector<double> before = g.to_vector();
+  ag::sum(ag::matmul(g, w)).backward();  // adds gᵀ·1: element [i, j] gains Σ_k g[k, i]
+  std::vector<double> expected = before;
+  for (int i = 0; i < 128; ++i)
+    for (int k = 0; k < 128; ++k)
+      for (int j = 0; j < 128; ++j) expected[i * 128 + j] += before[k * 128 + i];
+  EXPECT_TRUE(all_close(w.grad().to_vector(), expected, 1e-12, 1.0));
+}
+
 TEST(Graph, AddingIntoAGradientMatchesSummingTheTwoSeparately) {
-  // Large enough for the product to be split across threads: each part adds into its own block.
-  ag::Generator gen(7);
-  const Tensor x = ag::randn({96, 128}, gen, 1.0, f64);
-  const Tensor w0 = ag::randn({128, 160}, gen, 1.0, f64);
-  auto gradient = [&](const std::function<Tensor(const Tensor&)>& loss) {
-    Tensor w = w0.clone();
-    w.requires_grad_();
-    loss(w).backward();
-    return w.grad();
-  };
-  const Tensor from_matmul = gradient([&](const Tensor& w) { return ag::sum(ag::matmul(x, w)); });
-  const Tensor from_l2 = gradient([&](const Tensor& w) { return ag::l2(w); });
-  const Tensor both =
-      gradient([&](const Tensor& w) { return ag::sum(ag::matmul(x, w)) + ag::l2(w); });
-  EXPECT_TRUE(all_close(both.to_vector(), (from_matmul + from_l2).to_vector(), 1e-12, 1.0));
+  // Large enough for the product to be split across threads (by rows of the gradient for the
+  // first shape, by columns for the second): each part adds into its own block.
+  for (const auto& [n, d, h] : {std::tuple{96, 160, 128}, std::tuple{96, 128, 160}}) {
+    SCOPED_TRACE(::testing::Message() << n << "x" << d << "x" << h);
+    ag::Generator gen(7);
+    const Tensor x = ag::randn({n, d}, gen, 1.0, f64);
+    const Tensor w0 = ag::randn({d, h}, gen, 1.0, f64);
+    auto gradient = [&](const std::function<Tensor(const Tensor&)>& loss) {
+      Tensor w = w0.clone();
+      w.requires_grad_();
+      loss(w).backward();
+      return w.grad();
+    };
+    const Tensor from_matmul = gradient([&](const Tensor& w) { return ag::sum(ag::matmul(x, w)); });
+    const Tensor from_l2 = gradient([&](const Tensor& w) { return ag::l2(w); });
+    const Tensor both =
+        gradient([&](const Tensor& w) { return ag::sum(ag::matmul(x, w)) + ag::l2(w); });
+    EXPECT_TRUE(all_close(both.to_vector(), (from_matmul + from_l2).to_vector(), 1e-12, 1.0));
+  }
 }
 
 TEST(Graph, GradientsAccumulateAcrossBackwardCalls) {

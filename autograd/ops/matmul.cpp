@@ -38,19 +38,18 @@ Tensor matmul(const Tensor& a, const Tensor& b, Where where) {
           const Tensor &a = in[0], &b = in[1];  // the values the forward multiplied
           // Each gradient is added by the GEMM itself (beta = 1) into the one the engine holds
           // for that input already, when it offers one (see Node::backward), else written anew.
+          // (Both buffers are made before either product runs: nothing is written if one throws.)
           const bool add_a = detail::adds_into(into, 0), add_b = detail::adds_into(into, 1);
           Tensor da, db;
+          if (grad_a) da = add_a ? into[0] : Tensor::empty({N, D}, g.dtype());
+          if (grad_b) db = add_b ? into[1] : Tensor::empty({D, H}, g.dtype());
           detail::dispatch(g.dtype(), [&]<class T>() {
-            if (grad_a) {  // dL/dA = dL/dY · Bᵀ
-              da = add_a ? into[0] : Tensor::empty({N, D}, g.dtype());
+            if (grad_a)  // dL/dA = dL/dY · Bᵀ
               detail::gemm(false, true, N, D, H, T(1), g.data<T>(), b.data<T>(), T(add_a),
                            da.data<T>());
-            }
-            if (grad_b) {  // dL/dB = Aᵀ · dL/dY
-              db = add_b ? into[1] : Tensor::empty({D, H}, g.dtype());
+            if (grad_b)  // dL/dB = Aᵀ · dL/dY
               detail::gemm(true, false, D, H, N, T(1), a.data<T>(), g.data<T>(), T(add_b),
                            db.data<T>());
-            }
           });
           return detail::grads(std::move(da), std::move(db));
         },
