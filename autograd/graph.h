@@ -156,6 +156,17 @@ inline bool adds_into(const TensorList& into, std::size_t i) {
   return i < into.size() && into[i].defined();
 }
 
+/// The three ways an op's backward can be called (see OpNode): with the inputs the node keeps as
+/// a second argument, and also with `into` as a third (a backward callable with three arguments
+/// is taken to add into `into`; a variadic generic lambda would be too, so no op writes one).
+template <class Backward>
+inline constexpr bool kBackwardAddsInto =
+    std::is_invocable_v<const Backward&, const Tensor&, const TensorList&, const TensorList&>;
+template <class Backward>
+inline constexpr bool kBackwardTakesInputs =
+    kBackwardAddsInto<Backward> ||
+    std::is_invocable_v<const Backward&, const Tensor&, const TensorList&>;
+
 /// The node of an op whose backward is `Backward` and replay is `Forward`, both stored inline.
 /// Backward is called as backward(grad_output), as backward(grad_output, inputs) when it takes
 /// the node's saved input values as a second argument, or as backward(grad_output, inputs, into)
@@ -176,7 +187,7 @@ class OpNode final : public Node {
     if (!backward_) throw_released();
     if constexpr (kAddsInto)
       return as_list((*backward_)(grad_output, inputs, into));
-    else if constexpr (std::is_invocable_v<const Backward&, const Tensor&, const TensorList&>)
+    else if constexpr (kBackwardTakesInputs<Backward>)
       return as_list((*backward_)(grad_output, inputs));
     else
       return as_list((*backward_)(grad_output));
@@ -196,10 +207,7 @@ class OpNode final : public Node {
     backward_.reset();
     forward_.reset();
   }
-  // (A backward callable with three arguments is taken to add into `into`; a variadic generic
-  // lambda would be too, so no op writes one.)
-  static constexpr bool kAddsInto =
-      std::is_invocable_v<const Backward&, const Tensor&, const TensorList&, const TensorList&>;
+  static constexpr bool kAddsInto = kBackwardAddsInto<Backward>;
   // A backward that is an object with check_saved() (a custom op's) checks what it saved.
   static constexpr bool kChecksSaved = requires(const Backward& b) { b.check_saved(); };
   void check_other_saved() const override {
@@ -224,11 +232,9 @@ using InputRefs = std::initializer_list<std::reference_wrapper<const Tensor>>;
 template <class Backward, class Forward>
 void record(Tensor& output, const char* name, TensorList inputs, Backward backward, Forward forward,
             std::source_location where, InputMask reads_inputs = kAllInputs) {
-  constexpr bool takes_inputs =
-      std::is_invocable_v<const Backward&, const Tensor&, const TensorList&> ||
-      std::is_invocable_v<const Backward&, const Tensor&, const TensorList&, const TensorList&>;
   link(make_pooled<OpNode<Backward, Forward>>(std::move(backward), std::move(forward)), output,
-       name, std::move(inputs), where, takes_inputs ? reads_inputs : InputMask{0});
+       name, std::move(inputs), where,
+       kBackwardTakesInputs<Backward> ? reads_inputs : InputMask{0});
 }
 template <class Backward, class Forward>
 void record(Tensor& output, const char* name, InputRefs inputs, Backward backward, Forward forward,
