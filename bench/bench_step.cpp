@@ -3,6 +3,7 @@
 //   step/<config>/<dtype>      zero_grad + TwoLayerNet::loss (with L2) + backward()
 //   step+sgd/<config>/<dtype>  the same followed by a Nesterov SGD step (what the trainer does)
 //   step+adam/<config>/<dtype> the same followed by an Adam step (the example's default)
+//   update/<sgd|adam>/<config>/<dtype>  the optimizer's step alone, on the gradients of one step
 //   op/<op>/<fwd|bwd>/<config>/<dtype>  one op's forward, or its backward closure alone, at
 //                              that config's shapes
 //   alloc/<config>/<dtype>     fails unless a warm step takes no tensor storage from the system
@@ -112,6 +113,20 @@ void BM_Step(benchmark::State& state, Config c, ag::DType dtype, Update update) 
   set_counters(state, c, before, news_before);
 }
 
+// The optimizer's step alone: one training step leaves the gradients, then only step() is timed
+// (the parameters move a little each time; the gradients stay).
+void BM_Update(benchmark::State& state, Config c, ag::DType dtype, Update update) {
+  Problem p(c, dtype);
+  p.step();
+  nn::SGD sgd(p.model.parameters(), {.lr = 1e-6, .momentum = 0.9, .nesterov = true});
+  nn::Adam adam(p.model.parameters(), {.lr = 1e-6});
+  for (auto _ : state) {
+    if (update == Update::SGD) sgd.step();
+    if (update == Update::Adam) adam.step();
+  }
+  state.counters["parameters"] = double(c.D * c.H + c.H + c.H * c.C + c.C);
+}
+
 // Fails the run when a warm step takes storage from the system: after the first steps every
 // tensor a step needs must come back out of the allocator's cache.
 void BM_AllocCheck(benchmark::State& state, Config c, ag::DType dtype) {
@@ -190,6 +205,11 @@ void register_all() {
            {std::pair{"step/", Update::None}, std::pair{"step+sgd/", Update::SGD},
             std::pair{"step+adam/", Update::Adam}})
         benchmark::RegisterBenchmark((prefix + suffix).c_str(), BM_Step, c, dtype, update)
+            ->UseRealTime()
+            ->Unit(benchmark::kMicrosecond);
+      for (const auto& [prefix, update] :
+           {std::pair{"update/sgd/", Update::SGD}, std::pair{"update/adam/", Update::Adam}})
+        benchmark::RegisterBenchmark((prefix + suffix).c_str(), BM_Update, c, dtype, update)
             ->UseRealTime()
             ->Unit(benchmark::kMicrosecond);
       benchmark::RegisterBenchmark(("alloc/" + suffix).c_str(), BM_AllocCheck, c, dtype)

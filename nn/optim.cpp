@@ -8,6 +8,8 @@
 #include <string>
 #include <type_traits>
 
+#include "autograd/detail/target_clones.h"
+
 namespace nn {
 namespace {
 
@@ -25,6 +27,34 @@ void for_each_element(ag::Tensor& p, const ag::Tensor& g, F f) {
 
 // Elements per part when an update is split over the threads (ag::parallel_for).
 constexpr int64_t kGrain = int64_t{1} << 15;
+
+// Adam's constants for one step, in the parameter's dtype.
+template <class T>
+struct AdamStep {
+  T b1, b2, eps;
+  T step;         // lr / (1 - beta1^t)
+  T inv_sqrt_c2;  // 1 / sqrt(1 - beta2^t)
+};
+
+// Adam's update of elements [begin, end): m, v are the running moments of the gradient g.
+template <class T>
+void adam_range(T* p, const T* g, T* m, T* v, int64_t begin, int64_t end, AdamStep<T> k) {
+  for (int64_t i = begin; i < end; ++i) {
+    m[i] = k.b1 * m[i] + (T(1) - k.b1) * g[i];
+    v[i] = k.b2 * v[i] + (T(1) - k.b2) * g[i] * g[i];
+    p[i] -= k.step * m[i] / (std::sqrt(v[i]) * k.inv_sqrt_c2 + k.eps);
+  }
+}
+// Built for AVX2 as well (autograd/detail/target_clones.h): a square root and a division per
+// element make the update compute-bound, about twice as fast with vectors twice as wide.
+AG_ALSO_FOR_AVX2 void adam_update(float* p, const float* g, float* m, float* v, int64_t begin,
+                                  int64_t end, AdamStep<float> k) {
+  adam_range(p, g, m, v, begin, end, k);
+}
+AG_ALSO_FOR_AVX2 void adam_update(double* p, const double* g, double* m, double* v, int64_t begin,
+                                  int64_t end, AdamStep<double> k) {
+  adam_range(p, g, m, v, begin, end, k);
+}
 
 void check_lr(double lr) {
   if (!(lr >= 0.0) || !std::isfinite(lr))
@@ -106,14 +136,13 @@ void Adam::step() {
       using T = std::remove_pointer_t<decltype(p)>;
       T* m = m_[i].data<T>();
       T* v = v_[i].data<T>();
-      const T b1 = T(options_.beta1), b2 = T(options_.beta2), eps = T(options_.eps);
-      const T step = T(lr_ / correction1), inv_sqrt_c2 = T(1.0 / std::sqrt(correction2));
-      ag::parallel_for(n, kGrain, [=](int64_t begin, int64_t end) {  // by value: vectorisable
-        for (int64_t k = begin; k < end; ++k) {
-          m[k] = b1 * m[k] + (T(1) - b1) * grad[k];
-          v[k] = b2 * v[k] + (T(1) - b2) * grad[k] * grad[k];
-          p[k] -= step * m[k] / (std::sqrt(v[k]) * inv_sqrt_c2 + eps);
-        }
+      const AdamStep<T> k{.b1 = T(options_.beta1),
+                          .b2 = T(options_.beta2),
+                          .eps = T(options_.eps),
+                          .step = T(lr_ / correction1),
+                          .inv_sqrt_c2 = T(1.0 / std::sqrt(correction2))};
+      ag::parallel_for(n, kGrain, [=](int64_t begin, int64_t end) {
+        adam_update(p, grad, m, v, begin, end, k);
       });
     });
   }

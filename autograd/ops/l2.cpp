@@ -4,30 +4,16 @@
 //   backward: dL/dw = 2 w · dL/dL_out      (added into w's gradient when the engine has one)
 #include "autograd/detail/dispatch.h"
 #include "autograd/detail/parallel.h"
+#include "autograd/detail/target_clones.h"
 #include "autograd/ops.h"
 
 namespace ag {
 namespace {
 
-// Built a second time for AVX2 where the compiler can, the better one picked at load time: the
-// float -> double conversions make this loop compute-bound, twice as fast with AVX2. Not under
-// ThreadSanitizer: its runtime is not ready when the loader runs the clones' resolver.
-#if defined(__SANITIZE_THREAD__)
-#define AG_NO_CLONES
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define AG_NO_CLONES
-#endif
-#endif
-#if defined(__x86_64__) && defined(__linux__) && (defined(__GNUC__) || defined(__clang__)) && \
-    !defined(AG_NO_CLONES)
-#define AG_ALSO_FOR_AVX2 __attribute__((target_clones("avx2", "default")))
-#else
-#define AG_ALSO_FOR_AVX2
-#endif
-
 // Σ p[i]² over [begin, end), accumulated in double: float32 sums of many squares drift. Called
-// through sum_of_squares, below, for each dtype.
+// through sum_of_squares, below, for each dtype, which is built for AVX2 as well
+// (detail/target_clones.h): the float -> double conversions make the loop compute-bound, twice as
+// fast with AVX2.
 template <class T>
 double sum_squares(const T* p, int64_t begin, int64_t end) {
   double s = 0.0;

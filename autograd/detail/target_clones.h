@@ -1,0 +1,21 @@
+// AG_ALSO_FOR_AVX2: put before a function (not a template, not a lambda) whose loop is
+// compute-bound and gains from wider vectors. The compiler then builds it twice, for plain x86-64
+// and for AVX2, and the loader picks the better one for the machine it runs on. Empty elsewhere
+// (other compilers and architectures) and under ThreadSanitizer, whose runtime is not ready when
+// the loader runs the clones' resolver. Not public API.
+#pragma once
+
+#if defined(__SANITIZE_THREAD__)
+#define AG_NO_CLONES
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define AG_NO_CLONES
+#endif
+#endif
+
+#if defined(__x86_64__) && defined(__linux__) && (defined(__GNUC__) || defined(__clang__)) && \
+    !defined(AG_NO_CLONES)
+#define AG_ALSO_FOR_AVX2 __attribute__((target_clones("avx2", "default")))
+#else
+#define AG_ALSO_FOR_AVX2
+#endif
