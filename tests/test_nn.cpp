@@ -137,6 +137,26 @@ TEST(CopyRows, CountsAsAnInPlaceChangeOfTheBatch) {
   expect_refused(loss, {"'matmul'", "input 0"});
 }
 
+// Enough rows for the copy to be split over the threads: each row lands where it belongs.
+TEST(CopyRows, CopiesEveryRequestedRowInOrder) {
+  constexpr int64_t N = 50000, D = 3, B = 30000;
+  std::vector<double> values(N * D);
+  std::iota(values.begin(), values.end(), 0.0);
+  for (const DType dtype : {DType::Float32, DType::Float64}) {
+    const ag::Tensor data = ag::tensor(values, {N, D}, dtype);
+    std::vector<int64_t> rows(B);
+    for (int64_t b = 0; b < B; ++b) rows[std::size_t(b)] = (b * 7919) % N;
+    ag::Tensor batch;
+    nn::copy_rows(data, rows, batch);
+    ASSERT_EQ(batch.shape(), (ag::Shape{B, D}));
+    const std::vector<double> got = batch.to_vector();
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t d = 0; d < D; ++d)
+        ASSERT_EQ(got[std::size_t(b * D + d)], double(rows[std::size_t(b)] * D + d))
+            << "row " << b << ", feature " << d << ", " << ag::dtype_name(dtype);
+  }
+}
+
 TEST(Standardizer, ApplyCountsAsAnInPlaceChange) {
   nn::Dataset data;
   data.x = ag::tensor({1, 2, 3, 5}, {2, 2});
