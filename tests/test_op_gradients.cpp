@@ -278,6 +278,21 @@ TEST(L2, GradientIsScaledByTheUpstreamGradient) {
   EXPECT_TRUE(all_close(w.grad().to_vector(), {0.1, -0.2, 0.05}, 1e-15));
 }
 
+// Long enough for the sixteen running sums, the split over the threads and an odd tail; the
+// float32 sum is accumulated in double too, so both dtypes come within a few roundings of it.
+TEST(L2, ValueOfALargeTensorIsTheSumOfSquaresInBothDtypes) {
+  constexpr int64_t n = 200003;
+  std::vector<double> values(n);
+  for (int64_t i = 0; i < n; ++i) values[std::size_t(i)] = std::sin(0.01 * double(i)) + 0.5;
+  for (const DType dtype : {DType::Float32, DType::Float64}) {
+    const Tensor w = ag::tensor(values, {n}, dtype);
+    long double expect = 0.0L;  // over the values as w holds them (float32: rounded)
+    for (const double v : w.to_vector()) expect += static_cast<long double>(v) * v;
+    const double tolerance = dtype == DType::Float32 ? 1e-7 : 1e-13;  // float32: one rounding
+    EXPECT_NEAR(ag::l2(w).item() / double(expect), 1.0, tolerance) << ag::dtype_name(dtype);
+  }
+}
+
 // ---- element-wise ops and reductions ----
 
 const std::vector<Shape> elementwise_shapes{Shape{3, 4}, Shape{1}, Shape{}, Shape{2, 1, 3}};
