@@ -1,6 +1,6 @@
 // Helpers shared by the autograd core tests: random inputs, gradcheck as a gtest assertion that
 // prints gradcheck's report on failure, element-wise comparison that names the worst element,
-// and catching an exception to inspect its message.
+// catching an exception to inspect its message, and a scoped thread count.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -121,5 +121,15 @@ inline ::testing::AssertionResult contains(const std::string& text, std::string_
   if (text.find(part) != std::string::npos) return ::testing::AssertionSuccess();
   return ::testing::AssertionFailure() << "\"" << text << "\" does not contain \"" << part << "\"";
 }
+
+/// Sets the thread count for a test's scope (work split over two threads is then split even on a
+/// one-core runner), and restores the one before.
+struct ThreadCount {
+  explicit ThreadCount(int n) : previous(ag::get_num_threads()) { ag::set_num_threads(n); }
+  ~ThreadCount() { ag::set_num_threads(previous); }
+  ThreadCount(const ThreadCount&) = delete;
+  ThreadCount& operator=(const ThreadCount&) = delete;
+  int previous;
+};
 
 }  // namespace ag::test

@@ -15,6 +15,7 @@
 #include "nn/optim.h"
 #include "nn/trainer.h"
 #include "nn/two_layer_net.h"
+#include "tests/grad_test_util.h"
 
 namespace {
 
@@ -137,8 +138,9 @@ TEST(CopyRows, CountsAsAnInPlaceChangeOfTheBatch) {
   expect_refused(loss, {"'matmul'", "input 0"});
 }
 
-// Enough rows for the copy to be split over the threads: each row lands where it belongs.
+// Enough rows for the copy to be split over two threads: each row lands where it belongs.
 TEST(CopyRows, CopiesEveryRequestedRowInOrder) {
+  const ag::test::ThreadCount two(2);
   constexpr int64_t N = 50000, D = 3, B = 30000;
   std::vector<double> values(N * D);
   std::iota(values.begin(), values.end(), 0.0);
@@ -155,6 +157,25 @@ TEST(CopyRows, CopiesEveryRequestedRowInOrder) {
         ASSERT_EQ(got[std::size_t(b * D + d)], double(rows[std::size_t(b)] * D + d))
             << "row " << b << ", feature " << d << ", " << ag::dtype_name(dtype);
   }
+}
+
+TEST(CopyRows, RefusesARowOutsideTheInputAndAnOutputSharingItsStorage) {
+  const ag::Tensor data = ag::tensor({1, 2, 3, 4, 5, 6}, {3, 2});
+  ag::Tensor batch;
+  const std::vector<int64_t> past_the_end{0, 3}, negative{-1};
+  const auto past = ag::test::thrown_message<std::out_of_range>(
+      [&] { nn::copy_rows(data, past_the_end, batch); });
+  ASSERT_TRUE(past.has_value());
+  EXPECT_TRUE(ag::test::contains(*past, "row 3 (at position 1) is outside the 3 rows"));
+  EXPECT_THROW(nn::copy_rows(data, negative, batch), std::out_of_range);
+
+  ag::Tensor same = data;  // copying rows of a tensor into itself would read what it overwrote
+  const std::vector<int64_t> all{2, 1, 0};
+  const auto shared =
+      ag::test::thrown_message<std::invalid_argument>([&] { nn::copy_rows(data, all, same); });
+  ASSERT_TRUE(shared.has_value());
+  EXPECT_TRUE(ag::test::contains(*shared, "shares its storage"));
+  EXPECT_EQ(data.to_vector(), (std::vector<double>{1, 2, 3, 4, 5, 6}));
 }
 
 TEST(Standardizer, ApplyCountsAsAnInPlaceChange) {
@@ -212,9 +233,10 @@ TEST(Adam, MatchesHandComputedUpdates) {
   }
 }
 
-// Long enough for the vectorised loop (built for AVX2 as well) and the split over the threads,
-// with an odd tail; every element against the update computed here in double.
+// Long enough for the vectorised loop (of the clone this machine runs) and the split over two
+// threads, with an odd tail; every element against the update computed here in double.
 TEST(Adam, EveryElementOfALargeParameterMatchesTheFormulaInBothDtypes) {
+  const ag::test::ThreadCount two(2);
   constexpr int64_t n = 70001;
   for (const DType dtype : {DType::Float32, DType::Float64}) {
     std::vector<double> w0(n), c(n);

@@ -278,9 +278,10 @@ TEST(L2, GradientIsScaledByTheUpstreamGradient) {
   EXPECT_TRUE(all_close(w.grad().to_vector(), {0.1, -0.2, 0.05}, 1e-15));
 }
 
-// Long enough for the sixteen running sums, the split over the threads and an odd tail; the
+// Long enough for the sixteen running sums, the split over two threads and an odd tail; the
 // float32 sum is accumulated in double too, so both dtypes come within a few roundings of it.
 TEST(L2, ValueOfALargeTensorIsTheSumOfSquaresInBothDtypes) {
+  const ag::test::ThreadCount two(2);
   constexpr int64_t n = 200003;
   std::vector<double> values(n);
   for (int64_t i = 0; i < n; ++i) values[std::size_t(i)] = std::sin(0.01 * double(i)) + 0.5;

@@ -9,17 +9,13 @@
 
 #include "autograd/autograd.h"
 #include "nn/two_layer_net.h"
+#include "tests/grad_test_util.h"
 
 namespace {
 
 using ag::Tensor;
 
-// Restores the thread count a test changed.
-struct ThreadCount {
-  explicit ThreadCount(int n) : previous(ag::get_num_threads()) { ag::set_num_threads(n); }
-  ~ThreadCount() { ag::set_num_threads(previous); }
-  int previous;
-};
+using ag::test::ThreadCount;
 
 TEST(Parallel, ParallelForCoversEveryIndexExactlyOnce) {
   const ThreadCount two(2);
