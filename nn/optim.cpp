@@ -39,7 +39,8 @@ struct AdamStep {
 
 // Adam's update of elements [begin, end): m, v are the running moments of the gradient g.
 template <class T>
-void adam_range(T* p, const T* g, T* m, T* v, int64_t begin, int64_t end, AdamStep<T> c) {
+AG_INLINE_INTO_CLONES void adam_range(T* p, const T* g, T* m, T* v, int64_t begin, int64_t end,
+                                      AdamStep<T> c) {
   for (int64_t i = begin; i < end; ++i) {
     m[i] = c.b1 * m[i] + (T(1) - c.b1) * g[i];
     v[i] = c.b2 * v[i] + (T(1) - c.b2) * g[i] * g[i];

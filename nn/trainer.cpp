@@ -14,7 +14,7 @@ namespace nn {
 void copy_rows(const ag::Tensor& x, std::span<const int64_t> rows, ag::Tensor& out) {
   if (out.defined() && x.defined() && out.impl()->storage == x.impl()->storage)
     throw std::invalid_argument(
-        "copy_rows: the output shares its storage with the input rows are copied from");
+        "copy_rows: the output tensor shares its storage with the input; pass one of its own");
   const int64_t B = static_cast<int64_t>(rows.size()), N = x.size(0), D = x.size(1);
   for (std::size_t b = 0; b < rows.size(); ++b)
     if (rows[b] < 0 || rows[b] >= N)

@@ -16,7 +16,7 @@ namespace {
 // through sum_of_squares, below, for each dtype, which is built for AVX2 as well
 // (detail/target_clones.h).
 template <class T>
-double sum_squares(const T* p, int64_t begin, int64_t end) {
+AG_INLINE_INTO_CLONES double sum_squares(const T* p, int64_t begin, int64_t end) {
   constexpr int64_t kLanes = 16;
   double lane[kLanes] = {};
   int64_t i = begin;
