@@ -24,6 +24,8 @@
 #include <optional>
 #include <string_view>
 
+#include "autograd/threads.h"
+
 namespace nn {
 
 namespace fs = std::filesystem;
@@ -270,22 +272,49 @@ Dataset Dataset::subset(std::span<const int64_t> rows) const {
   if (static_cast<int64_t>(y.size()) != n)
     throw std::invalid_argument(fmt::format("Dataset::subset: {} labels for {} rows", y.size(), n));
   Dataset out;
-  out.x = ag::Tensor::empty({static_cast<int64_t>(rows.size()), d});
   out.num_classes = num_classes;
   out.sample_shape = sample_shape;
   out.name = name;
   for (const int64_t row : rows)
     if (row < 0 || row >= n)
       throw std::out_of_range(fmt::format("Dataset::subset: row {} is outside [0, {})", row, n));
-  out.y.reserve(rows.size());
-  if (rows.empty()) return out;
-  const float* src = x.data<float>();
-  float* dst = out.x.data<float>();
-  for (const int64_t row : rows) {
-    dst = std::copy_n(src + row * d, d, dst);
-    out.y.push_back(y[static_cast<std::size_t>(row)]);
+  if (rows.empty()) {  // (also of a default-constructed Dataset, whose x is undefined)
+    out.x = ag::Tensor::empty({0, d});
+    return out;
   }
+  copy_rows(x, rows, out.x);
+  out.y.reserve(rows.size());
+  for (const int64_t row : rows) out.y.push_back(y[static_cast<std::size_t>(row)]);
   return out;
+}
+
+void copy_rows(const ag::Tensor& x, std::span<const int64_t> rows, ag::Tensor& out) {
+  if (out.defined() && x.defined() && out.impl()->storage == x.impl()->storage)
+    throw std::invalid_argument(
+        "copy_rows: the output tensor shares its storage with the input; pass one of its own");
+  const int64_t B = static_cast<int64_t>(rows.size()), N = x.size(0), D = x.size(1);
+  for (std::size_t b = 0; b < rows.size(); ++b)
+    if (rows[b] < 0 || rows[b] >= N)
+      throw std::out_of_range("copy_rows: row " + std::to_string(rows[b]) + " (at position " +
+                              std::to_string(b) + ") is outside the " + std::to_string(N) +
+                              " rows of the input");
+  if (!out.defined() || out.shape() != ag::Shape{B, D} || out.dtype() != x.dtype())
+    out = ag::Tensor::empty({B, D}, x.dtype());
+  const std::size_t row_bytes = static_cast<std::size_t>(D) *
+                                (x.dtype() == ag::DType::Float64 ? sizeof(double) : sizeof(float));
+  const auto* src = static_cast<const std::byte*>(x.impl()->storage->data);
+  auto* dst = static_cast<std::byte*>(out.impl()->storage->data);
+  // Over the threads in parts of at least 64 KiB: rows drawn at random from a large dataset are
+  // each a cache (and TLB) miss, and two cores keep twice as many of them in flight.
+  constexpr int64_t kBytesPerPart = int64_t{1} << 16;
+  const int64_t rows_per_part =
+      std::max<int64_t>(1, kBytesPerPart / std::max<int64_t>(int64_t(row_bytes), 1));
+  ag::parallel_for(B, rows_per_part, [&](int64_t begin, int64_t end) {
+    for (int64_t b = begin; b < end; ++b)
+      std::memcpy(dst + b * row_bytes, src + rows[static_cast<std::size_t>(b)] * row_bytes,
+                  row_bytes);
+  });
+  out.bump_version();  // a graph that saw the previous batch must not run on this one
 }
 
 Dataset Dataset::head(int64_t n) const {

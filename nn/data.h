@@ -48,6 +48,11 @@ struct Dataset {
   Dataset head(int64_t n) const;
 };
 
+/// Copies the given rows (a batch, say) of x: [N, D] into out: [rows, D] (reallocated only if its
+/// shape differs). Throws std::out_of_range for a row outside [0, N), std::invalid_argument if out
+/// is x or shares its storage.
+void copy_rows(const ag::Tensor& x, std::span<const int64_t> rows, ag::Tensor& out);
+
 /// A file that is not what it should be. what() reads "<file>: byte <offset>: <problem>", where
 /// the problem says what was expected and what was found; for a truncated file the offset is
 /// where the data ends.

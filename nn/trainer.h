@@ -58,9 +58,4 @@ History train(TwoLayerNet& model, Optimizer& optimizer, const Dataset& train, co
 /// Fraction of rows whose predicted class equals the label, evaluated in batches without a graph.
 double accuracy(const TwoLayerNet& model, const Dataset& data, int64_t batch_size = 4096);
 
-/// Copies the given rows of x: [N, D] into out: [rows, D] (reallocated only if its shape differs).
-/// Throws std::out_of_range for a row outside [0, N), std::invalid_argument if out is x or
-/// shares its storage.
-void copy_rows(const ag::Tensor& x, std::span<const int64_t> rows, ag::Tensor& out);
-
 }  // namespace nn
