@@ -31,6 +31,16 @@ namespace {
 // started there runs serially instead of waiting for workers that are busy with its parent.
 thread_local bool inside_parallel = false;
 
+// Spins while busy() holds, for at most 200 µs, before the caller goes to sleep (a futex). A
+// training step issues its parallel parts microseconds apart, and a sleeping thread wakes 5-15 µs
+// after it is notified on our 2-core VM (median 9 µs), as long as a small product takes.
+template <class Busy>
+void spin_while(Busy busy) {
+  const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(200);
+  while (busy() && std::chrono::steady_clock::now() < until) {
+  }
+}
+
 class ThreadPool {
  public:
   explicit ThreadPool(int threads) {
@@ -56,6 +66,10 @@ class ThreadPool {
     inside_parallel = true;
     run_part(0);
     inside_parallel = false;
+    // The caller waits for the workers the same way: a worker starts its part a little after the
+    // caller and often ends after it, and the caller asleep by then would add a wake-up to every
+    // product (cifar's step: 3-10% slower).
+    spin_while([this] { return pending_.load(std::memory_order_acquire) != 0; });
     for (int left; (left = pending_.load(std::memory_order_acquire)) != 0;)
       pending_.wait(left, std::memory_order_acquire);
   }
@@ -76,12 +90,7 @@ class ThreadPool {
     inside_parallel = true;
     uint32_t seen = 0;
     while (true) {
-      // Spin briefly before sleeping: a training step issues its products microseconds apart,
-      // and waking a sleeping thread costs about as long as a small product.
-      const auto spin_until = std::chrono::steady_clock::now() + std::chrono::microseconds(200);
-      while (generation_.load(std::memory_order_acquire) == seen &&
-             std::chrono::steady_clock::now() < spin_until) {
-      }
+      spin_while([&] { return generation_.load(std::memory_order_acquire) == seen; });
       generation_.wait(seen, std::memory_order_acquire);
       seen = generation_.load(std::memory_order_acquire);
       if (stop_) return;
