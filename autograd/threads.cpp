@@ -31,19 +31,19 @@ namespace {
 // started there runs serially instead of waiting for workers that are busy with its parent.
 thread_local bool inside_parallel = false;
 
-// Spins while busy() holds, for at most 200 µs, before the caller goes to sleep (a futex). A
-// training step issues its parallel parts microseconds apart, and a sleeping thread wakes 5-15 µs
-// after it is notified on our 2-core VM (median 9 µs), as long as a small product takes.
+// Spins while busy() holds, for at most `limit`; the thread then sleeps on a futex until notified.
+// A training step issues its parallel parts microseconds apart, and a sleeping thread wakes 5-15
+// µs after it is notified on our 2-core VM (median 9 µs), as long as a small product takes.
 template <class Busy>
-void spin_while(Busy busy) {
-  const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(200);
+void spin_while(std::chrono::microseconds limit, Busy busy) {
+  const auto until = std::chrono::steady_clock::now() + limit;
   while (busy() && std::chrono::steady_clock::now() < until) {
   }
 }
 
 class ThreadPool {
  public:
-  explicit ThreadPool(int threads) {
+  explicit ThreadPool(int threads) : spin_(spin_limit(threads)) {
     if (openblas_set_num_threads) openblas_set_num_threads(1);  // we split; each part is serial
     for (int k = 1; k < threads; ++k) workers_.emplace_back([this, k] { work(k); });
   }
@@ -68,8 +68,8 @@ class ThreadPool {
     inside_parallel = false;
     // The caller waits for the workers the same way: a worker starts its part a little after the
     // caller and often ends after it, and the caller asleep by then would add a wake-up to every
-    // product (cifar's step: 3-10% slower).
-    spin_while([this] { return pending_.load(std::memory_order_acquire) != 0; });
+    // product (training steps were 3-11% slower).
+    spin_while(spin_, [this] { return pending_.load(std::memory_order_acquire) != 0; });
     for (int left; (left = pending_.load(std::memory_order_acquire)) != 0;)
       pending_.wait(left, std::memory_order_acquire);
   }
@@ -90,7 +90,7 @@ class ThreadPool {
     inside_parallel = true;
     uint32_t seen = 0;
     while (true) {
-      spin_while([&] { return generation_.load(std::memory_order_acquire) == seen; });
+      spin_while(spin_, [&] { return generation_.load(std::memory_order_acquire) == seen; });
       generation_.wait(seen, std::memory_order_acquire);
       seen = generation_.load(std::memory_order_acquire);
       if (stop_) return;
@@ -99,6 +99,15 @@ class ThreadPool {
     }
   }
 
+  // With more threads than cores a spinning thread holds a core that another one needs for its
+  // part, so then nobody spins (OpenMP runtimes throttle their spinning in that case too).
+  static std::chrono::microseconds spin_limit(int threads) {
+    const unsigned cores = std::thread::hardware_concurrency();  // 0: unknown
+    const bool oversubscribed = cores != 0 && static_cast<unsigned>(threads) > cores;
+    return std::chrono::microseconds(oversubscribed ? 0 : 200);
+  }
+
+  const std::chrono::microseconds spin_;  // how long a thread spins before it sleeps
   std::vector<std::thread> workers_;
   std::mutex busy_;  // one parallel_for at a time
   Job job_;

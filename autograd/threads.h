@@ -10,6 +10,8 @@ namespace ag {
 /// Sets the number of threads ops may use (n >= 1): matrix products and large element-wise loops
 /// are split over a pool of n - 1 workers plus the calling thread, and the BLAS itself is kept
 /// single-threaded under them. Call it before running ops, not while ops run on other threads.
+/// Between parts the threads spin for up to 200 µs before they sleep, unless n is more than the
+/// cores (std::thread::hardware_concurrency()): then they sleep at once.
 void set_num_threads(int n);
 /// The number set with set_num_threads, or the number of cores by default.
 int get_num_threads();

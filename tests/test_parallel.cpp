@@ -3,8 +3,11 @@
 // and a warm training step takes no tensor storage from the system (docs/performance.md).
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdint>
+#include <thread>
 #include <vector>
 
 #include "autograd/autograd.h"
@@ -18,12 +21,22 @@ using ag::Tensor;
 using ag::test::ThreadCount;
 
 TEST(Parallel, ParallelForCoversEveryIndexExactlyOnce) {
-  const ThreadCount two(2);
-  std::vector<int> hits(100'003, 0);
-  ag::parallel_for(static_cast<int64_t>(hits.size()), 1000, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) ++hits[static_cast<std::size_t>(i)];
-  });
-  for (std::size_t i = 0; i < hits.size(); ++i) ASSERT_EQ(hits[i], 1) << "index " << i;
+  // Two threads, and more threads than cores (where nobody spins: every wait is a sleep), many
+  // times over so that the workers are caught both spinning and asleep.
+  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  for (const int threads : {2, cores + 2}) {
+    const ThreadCount count(threads);
+    for (int run = 0; run < 50; ++run) {
+      std::vector<int> hits(100'003, 0);
+      ag::parallel_for(static_cast<int64_t>(hits.size()), 1000, [&](int64_t begin, int64_t end) {
+        for (int64_t i = begin; i < end; ++i) ++hits[static_cast<std::size_t>(i)];
+      });
+      for (std::size_t i = 0; i < hits.size(); ++i)
+        ASSERT_EQ(hits[i], 1) << "index " << i << ", " << threads << " threads, run " << run;
+      if (run % 10 == 0)
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));  // let them sleep
+    }
+  }
 }
 
 TEST(Parallel, MatmulAndItsGradientsMatchOneThread) {
