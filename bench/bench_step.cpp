@@ -7,6 +7,7 @@
 //   op/<op>/<fwd|bwd>/<config>/<dtype>  one op's forward, or its backward closure alone, at
 //                              that config's shapes
 //   alloc/<config>/<dtype>     fails unless a warm step takes no tensor storage from the system
+//                              and calls operator new not once
 //
 // Counters: GFLOP/s is 4·N·D·H per step (X·W1 forward and Xᵀ·dH backward, the two products that
 // dominate) over wall time; storage_allocs/step counts blocks the caching allocator had to get
@@ -88,12 +89,15 @@ struct Problem {
 
 void set_counters(benchmark::State& state, const Config& c, const ag::AllocatorStats& before,
                   uint64_t news_before) {
+  // Both read before the first counter is set: setting one allocates.
+  const uint64_t news_after = news.load();
+  const uint64_t system_allocations = ag::allocator_stats().system_allocations;
   const double steps = double(state.iterations());
   state.counters["GFLOP/s"] =
       benchmark::Counter(step_flops(c) * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
   state.counters["storage_allocs/step"] =
-      double(ag::allocator_stats().system_allocations - before.system_allocations) / steps;
-  state.counters["news/step"] = double(news.load() - news_before) / steps;
+      double(system_allocations - before.system_allocations) / steps;
+  state.counters["news/step"] = double(news_after - news_before) / steps;
 }
 
 enum class Update { None, SGD, Adam };
@@ -102,7 +106,13 @@ void BM_Step(benchmark::State& state, Config c, ag::DType dtype, Update update) 
   Problem p(c, dtype);
   nn::SGD sgd(p.model.parameters(), {.lr = 1e-3, .momentum = 0.9, .nesterov = true});
   nn::Adam adam(p.model.parameters(), {.lr = 1e-4});
-  for (int i = 0; i < 3; ++i) p.step();  // warm-up: fills the allocator's cache
+  // Warm-up: fills the allocator's caches, and lets the lists that hold large free blocks reach
+  // their length (they grow during the first four steps, with the optimizer's too).
+  for (int i = 0; i < 6; ++i) {
+    p.step();
+    if (update == Update::SGD) sgd.step();
+    if (update == Update::Adam) adam.step();
+  }
   const ag::AllocatorStats before = ag::allocator_stats();
   const uint64_t news_before = news.load();
   for (auto _ : state) {
@@ -131,20 +141,23 @@ void BM_Update(benchmark::State& state, Config c, ag::DType dtype, Update update
   state.counters["parameters"] = double(c.D * c.H + c.H + c.H * c.C + c.C);
 }
 
-// Fails the run when a warm step takes storage from the system: after the first steps every
-// tensor a step needs must come back out of the allocator's cache.
+// Fails the run when a warm step takes storage from the system or calls operator new: after the
+// first steps every tensor and graph node a step needs must come back out of the caches.
 void BM_AllocCheck(benchmark::State& state, Config c, ag::DType dtype) {
   Problem p(c, dtype);
-  for (int i = 0; i < 2; ++i) p.step();
+  for (int i = 0; i < 6; ++i) p.step();  // warm-up, as in BM_Step
   const ag::AllocatorStats before = ag::allocator_stats();
   const uint64_t news_before = news.load();
   for (auto _ : state) p.step();
   const ag::AllocatorStats after = ag::allocator_stats();
+  const uint64_t news_after = news.load();
   set_counters(state, c, before, news_before);
   state.counters["cache_hits/step"] =
       double(after.cache_hits - before.cache_hits) / double(state.iterations());
   if (after.system_allocations != before.system_allocations)
     state.SkipWithError("a warm training step allocated tensor storage from the system");
+  else if (news_after != news_before)
+    state.SkipWithError("a warm training step called operator new");
 }
 
 // One op at the config's shapes: its forward, or (bwd) its recorded backward closure alone,

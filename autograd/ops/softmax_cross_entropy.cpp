@@ -7,9 +7,11 @@
 //   backward: dL/ds[n, c] = (p[n, c] - [c == y_n]) / N · dL/dL_out
 #include <algorithm>
 #include <cmath>
+#include <memory>
 #include <utility>
 #include <vector>
 
+#include "autograd/allocator.h"
 #include "autograd/detail/dispatch.h"
 #include "autograd/ops.h"
 
@@ -57,9 +59,14 @@ Tensor softmax_cross_entropy(const Tensor& scores, std::span<const int32_t> labe
   });
 
   if (detail::needs_grad({&scores})) {
-    // The labels, kept for backward and replay (from the small-object pool: no malloc per step).
-    auto y =
-        std::allocate_shared<int32_t[]>(detail::SmallObjectAllocator<int32_t>{}, labels.size());
+    // The labels, kept for backward and replay: the array from the storage cache and its
+    // reference count from the small-object pool, so that no step mallocs for them (a batch's
+    // labels outgrow the pool's 512-byte objects from 120 rows on).
+    const std::size_t bytes = labels.size() * sizeof(int32_t);
+    const std::shared_ptr<int32_t[]> y(
+        static_cast<int32_t*>(detail::allocate(bytes)),
+        [bytes](int32_t* p) { detail::deallocate(p, bytes); },
+        detail::SmallObjectAllocator<int32_t>{});
     std::copy(labels.begin(), labels.end(), y.get());
     detail::record(
         loss, "softmax_cross_entropy", {scores},
