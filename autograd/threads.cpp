@@ -7,6 +7,10 @@
 // and used only when present (to keep OpenBLAS itself single-threaded under our workers).
 #include "autograd/threads.h"
 
+#ifdef __linux__
+#include <sched.h>
+#endif
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -31,9 +35,20 @@ namespace {
 // started there runs serially instead of waiting for workers that are busy with its parent.
 thread_local bool inside_parallel = false;
 
-// Spins while busy() holds, for at most `limit`; the thread then sleeps on a futex until notified.
-// A training step issues its parallel parts microseconds apart, and a sleeping thread wakes 5-15
-// µs after it is notified on our 2-core VM (median 9 µs), as long as a small product takes.
+// The cores this process may run on: its CPU affinity mask (taskset, a container's cpuset), else
+// std::thread::hardware_concurrency(); at least 1.
+int usable_cores() {
+#ifdef __linux__
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) return std::max(1, CPU_COUNT(&set));
+#endif
+  return static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+}
+
+// Spins while busy() holds, for at most `limit`, before its caller goes to sleep (on a futex, with
+// std::atomic::wait). A training step issues its parallel parts microseconds apart, and a sleeping
+// thread wakes 5-15 µs after it is notified on our 2-core VM (median 9 µs), as long as a small
+// product takes.
 template <class Busy>
 void spin_while(std::chrono::microseconds limit, Busy busy) {
   const auto until = std::chrono::steady_clock::now() + limit;
@@ -102,9 +117,7 @@ class ThreadPool {
   // With more threads than cores a spinning thread holds a core that another one needs for its
   // part, so then nobody spins (OpenMP runtimes throttle their spinning in that case too).
   static std::chrono::microseconds spin_limit(int threads) {
-    const unsigned cores = std::thread::hardware_concurrency();  // 0: unknown
-    const bool oversubscribed = cores != 0 && static_cast<unsigned>(threads) > cores;
-    return std::chrono::microseconds(oversubscribed ? 0 : 200);
+    return std::chrono::microseconds(threads > usable_cores() ? 0 : 200);
   }
 
   const std::chrono::microseconds spin_;  // how long a thread spins before it sleeps
@@ -117,7 +130,7 @@ class ThreadPool {
 };
 
 std::mutex pool_mutex;
-int requested_threads = 0;  // 0: one per core
+int requested_threads = 0;  // 0: one per usable core
 // Never destroyed at exit (its sleeping workers end with the process): an op run by another
 // static object's destructor must not find the pool gone, or start a new one nobody joins.
 ThreadPool* pool = nullptr;
@@ -125,10 +138,7 @@ ThreadPool* pool = nullptr;
 ThreadPool& the_pool() {
   const std::lock_guard lock(pool_mutex);
   if (!pool) {
-    const int n = requested_threads > 0
-                      ? requested_threads
-                      : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-    pool = new ThreadPool(n);
+    pool = new ThreadPool(requested_threads > 0 ? requested_threads : usable_cores());
   }
   return *pool;
 }

@@ -16,10 +16,7 @@
 //   ./build/perf/bench/bench_step --benchmark_filter='^step/' [--threads=2]
 #include <benchmark/benchmark.h>
 
-#include <atomic>
 #include <cstdint>
-#include <cstdlib>
-#include <new>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -27,23 +24,9 @@
 #include "autograd/autograd.h"
 #include "nn/optim.h"
 #include "nn/two_layer_net.h"
+#include "tests/operator_new_counter.h"
 
-// Every operator new in the process, to show what a step allocates besides tensor storage.
-namespace {
-std::atomic<uint64_t> news{0};
-}  // namespace
-
-void* operator new(std::size_t bytes) {
-  news.fetch_add(1, std::memory_order_relaxed);
-  if (void* p = std::malloc(bytes ? bytes : 1)) return p;
-  throw std::bad_alloc();
-}
-void operator delete(void* p) noexcept {
-  std::free(p);
-}
-void operator delete(void* p, std::size_t) noexcept {
-  std::free(p);
-}
+using ag::test::operator_new_calls;  // every operator new in the process
 
 namespace {
 
@@ -59,6 +42,9 @@ constexpr Config kConfigs[] = {{"toy", 5, 4, 10, 3},
                                {"fashion", 128, 784, 512, 10},
                                {"big", 1024, 784, 2048, 10}};
 constexpr double kReg = 1e-5;
+// Steps before measuring: they fill the allocator's caches and let the lists that hold large free
+// blocks reach their length (they grow during the first four steps, optimizer updates included).
+constexpr int kWarmupSteps = 6;
 
 double step_flops(const Config& c) {
   return 4.0 * double(c.N) * double(c.D) * double(c.H);
@@ -90,7 +76,7 @@ struct Problem {
 void set_counters(benchmark::State& state, const Config& c, const ag::AllocatorStats& before,
                   uint64_t news_before) {
   // Both read before the first counter is set: setting one allocates.
-  const uint64_t news_after = news.load();
+  const uint64_t news_after = operator_new_calls.load();
   const uint64_t system_allocations = ag::allocator_stats().system_allocations;
   const double steps = double(state.iterations());
   state.counters["GFLOP/s"] =
@@ -106,15 +92,13 @@ void BM_Step(benchmark::State& state, Config c, ag::DType dtype, Update update) 
   Problem p(c, dtype);
   nn::SGD sgd(p.model.parameters(), {.lr = 1e-3, .momentum = 0.9, .nesterov = true});
   nn::Adam adam(p.model.parameters(), {.lr = 1e-4});
-  // Warm-up: fills the allocator's caches, and lets the lists that hold large free blocks reach
-  // their length (they grow during the first four steps, with the optimizer's too).
-  for (int i = 0; i < 6; ++i) {
+  for (int i = 0; i < kWarmupSteps; ++i) {
     p.step();
     if (update == Update::SGD) sgd.step();
     if (update == Update::Adam) adam.step();
   }
   const ag::AllocatorStats before = ag::allocator_stats();
-  const uint64_t news_before = news.load();
+  const uint64_t news_before = operator_new_calls.load();
   for (auto _ : state) {
     p.step();
     if (update == Update::SGD) sgd.step();
@@ -145,12 +129,12 @@ void BM_Update(benchmark::State& state, Config c, ag::DType dtype, Update update
 // first steps every tensor and graph node a step needs must come back out of the caches.
 void BM_AllocCheck(benchmark::State& state, Config c, ag::DType dtype) {
   Problem p(c, dtype);
-  for (int i = 0; i < 6; ++i) p.step();  // warm-up, as in BM_Step
+  for (int i = 0; i < kWarmupSteps; ++i) p.step();
   const ag::AllocatorStats before = ag::allocator_stats();
-  const uint64_t news_before = news.load();
+  const uint64_t news_before = operator_new_calls.load();
   for (auto _ : state) p.step();
   const ag::AllocatorStats after = ag::allocator_stats();
-  const uint64_t news_after = news.load();
+  const uint64_t news_after = operator_new_calls.load();
   set_counters(state, c, before, news_before);
   state.counters["cache_hits/step"] =
       double(after.cache_hits - before.cache_hits) / double(state.iterations());

@@ -21,7 +21,6 @@
 #include <iostream>
 #include <stdexcept>
 #include <string>
-#include <thread>
 #include <variant>
 
 #include "autograd/autograd.h"
@@ -210,8 +209,7 @@ int run(Config c) {
   if (c.lr_decay == 0) c.lr_decay = def.lr_decay;
   if (c.momentum < 0) c.momentum = def.momentum;
   if (c.reg < 0) c.reg = def.reg;
-  if (c.threads == 0)
-    c.threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  if (c.threads == 0) c.threads = ag::get_num_threads();  // the library's default: usable cores
   ag::set_num_threads(c.threads);
 
   if (!c.load.empty()) return evaluate_saved(c);

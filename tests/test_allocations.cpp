@@ -1,36 +1,21 @@
 // A warm training step, optimizer's update included, calls operator new not once, whatever its
 // batch size: what a step makes comes from the library's per-thread caches (autograd/allocator.h,
-// docs/performance.md's Memory). This test binary replaces the global operator new to count them.
+// docs/performance.md's Memory). This test binary replaces every global operator new to count
+// the calls (tests/operator_new_counter.h).
 #include <gtest/gtest.h>
 
-#include <atomic>
 #include <cstdint>
-#include <cstdlib>
-#include <new>
 #include <vector>
 
 #include "autograd/autograd.h"
 #include "nn/optim.h"
 #include "nn/two_layer_net.h"
 #include "tests/grad_test_util.h"
+#include "tests/operator_new_counter.h"
 
 namespace {
-std::atomic<uint64_t> news{0};
-}  // namespace
 
-void* operator new(std::size_t bytes) {
-  news.fetch_add(1, std::memory_order_relaxed);
-  if (void* p = std::malloc(bytes ? bytes : 1)) return p;
-  throw std::bad_alloc();
-}
-void operator delete(void* p) noexcept {
-  std::free(p);
-}
-void operator delete(void* p, std::size_t) noexcept {
-  std::free(p);
-}
-
-namespace {
+using ag::test::operator_new_calls;
 
 TEST(Allocations, AWarmTrainingStepCallsOperatorNewNever) {
   for (const int threads : {1, 2}) {
@@ -53,9 +38,9 @@ TEST(Allocations, AWarmTrainingStepCallsOperatorNewNever) {
     // Warm-up: the caches fill, and the lists that hold large free blocks reach their length
     // (four steps here).
     for (int i = 0; i < 6; ++i) step();
-    const uint64_t before = news.load();
+    const uint64_t before = operator_new_calls.load();
     for (int i = 0; i < 5; ++i) step();
-    EXPECT_EQ(news.load() - before, 0u)
+    EXPECT_EQ(operator_new_calls.load() - before, 0u)
         << "operator new calls in five warm steps, " << threads << " thread(s)";
   }
 }

@@ -21,8 +21,8 @@ using ag::Tensor;
 using ag::test::ThreadCount;
 
 TEST(Parallel, ParallelForCoversEveryIndexExactlyOnce) {
-  // Two threads, and more threads than cores (where nobody spins: every wait is a sleep), many
-  // times over so that the workers are caught both spinning and asleep.
+  // Two threads, and more threads than the machine has cores (then nobody spins: every wait is a
+  // sleep), many times over so that the workers are caught both spinning and asleep.
   const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   for (const int threads : {2, cores + 2}) {
     const ThreadCount count(threads);
