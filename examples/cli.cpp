@@ -88,7 +88,8 @@ std::variant<Config, int> parse_args(int argc, const char* const* argv, std::ost
   app.add_option("--reg", c.reg, "L2 strength: loss += reg * (|W1|^2 + |W2|^2)")
       ->check(finite_in(0.0, 1e3));
   app.add_option("--seed", c.seed, "Seed for initialisation, shuffling and the validation split");
-  app.add_option("--threads", c.threads, "Threads for matrix products (default: all cores)")
+  app.add_option("--threads", c.threads,
+                 "Threads for matrix products (default: the cores this process may use)")
       ->check(CLI::Range(1, 1024));
   app.add_option("--val-size", c.val_size, "Training examples held out for validation")
       ->check(CLI::NonNegativeNumber);
