@@ -92,18 +92,15 @@ void BM_Step(benchmark::State& state, Config c, ag::DType dtype, Update update) 
   Problem p(c, dtype);
   nn::SGD sgd(p.model.parameters(), {.lr = 1e-3, .momentum = 0.9, .nesterov = true});
   nn::Adam adam(p.model.parameters(), {.lr = 1e-4});
-  for (int i = 0; i < kWarmupSteps; ++i) {
+  auto train_step = [&] {
     p.step();
     if (update == Update::SGD) sgd.step();
     if (update == Update::Adam) adam.step();
-  }
+  };
+  for (int i = 0; i < kWarmupSteps; ++i) train_step();
   const ag::AllocatorStats before = ag::allocator_stats();
   const uint64_t news_before = operator_new_calls.load();
-  for (auto _ : state) {
-    p.step();
-    if (update == Update::SGD) sgd.step();
-    if (update == Update::Adam) adam.step();
-  }
+  for (auto _ : state) train_step();
   set_counters(state, c, before, news_before);
 }
 

@@ -295,9 +295,8 @@ void copy_rows(const ag::Tensor& x, std::span<const int64_t> rows, ag::Tensor& o
   const int64_t B = static_cast<int64_t>(rows.size()), N = x.size(0), D = x.size(1);
   for (std::size_t b = 0; b < rows.size(); ++b)
     if (rows[b] < 0 || rows[b] >= N)
-      throw std::out_of_range("copy_rows: row " + std::to_string(rows[b]) + " (at position " +
-                              std::to_string(b) + ") is outside the " + std::to_string(N) +
-                              " rows of the input");
+      throw std::out_of_range(fmt::format(
+          "copy_rows: row {} (at position {}) is outside the {} rows of the input", rows[b], b, N));
   if (!out.defined() || out.shape() != ag::Shape{B, D} || out.dtype() != x.dtype())
     out = ag::Tensor::empty({B, D}, x.dtype());
   const std::size_t row_bytes = static_cast<std::size_t>(D) *
