@@ -58,6 +58,72 @@ TEST(Parallel, MatmulAndItsGradientsMatchOneThread) {
           << "tensor " << k << ", element " << i;
 }
 
+// A product whose sum is long next to its result (K at least four times C's larger side, and
+// large enough to be split) is cut along K into two fixed halves. Each of the three products
+// matmul makes can take that path: the forward (K = d), dL/dA (K = h) and dL/dB (K = n), writing
+// a new gradient and, on the second pass, adding into the held one. All must be right on any
+// thread count, and one and two threads must make the same BLAS calls, so give the same bits.
+// (More threads than two cut each half by rows; OpenBLAS's result for an element can then
+// differ in its last bits, as with the split by rows or columns of other products.)
+TEST(Parallel, LongSumProductsAreRightOnAnyThreadCount) {
+  struct Case {
+    int64_t n, d, h;  // a: [n, d], b: [d, h]
+  };
+  for (const Case c : {Case{40, 2000, 30}, Case{24, 30, 2000}, Case{2000, 30, 24}}) {
+    for (const ag::DType dtype : {ag::DType::Float32, ag::DType::Float64}) {
+      ag::Generator gen(7);
+      const Tensor a = ag::randn({c.n, c.d}, gen, 1.0, dtype);
+      const Tensor b = ag::randn({c.d, c.h}, gen, 1.0, dtype);
+      auto run = [&](int threads) {
+        const ThreadCount count(threads);
+        const Tensor a1 = a.clone().requires_grad_(), b1 = b.clone().requires_grad_();
+        std::vector<double> y;
+        for (int pass = 0; pass < 2; ++pass) {  // the second pass adds into the held gradients
+          const Tensor out = ag::matmul(a1, b1);
+          ag::sum(out * out).backward();
+          y = out.to_vector();
+        }
+        return std::vector<std::vector<double>>{y, a1.grad().to_vector(), b1.grad().to_vector()};
+      };
+      // In double: y = a·b, and after two passes of sum(y²) dL/da = 4 y·bᵀ, dL/db = 4 aᵀ·y.
+      const std::vector<double> av = a.to_vector(), bv = b.to_vector();
+      const auto at = [](int64_t row, int64_t col, int64_t cols) {
+        return static_cast<std::size_t>(row * cols + col);
+      };
+      std::vector<double> y(at(c.n, 0, c.h)), da(at(c.n, 0, c.d)), db(at(c.d, 0, c.h));
+      for (int64_t i = 0; i < c.n; ++i)
+        for (int64_t k = 0; k < c.d; ++k)
+          for (int64_t j = 0; j < c.h; ++j)
+            y[at(i, j, c.h)] += av[at(i, k, c.d)] * bv[at(k, j, c.h)];
+      for (int64_t i = 0; i < c.n; ++i)
+        for (int64_t k = 0; k < c.d; ++k)
+          for (int64_t j = 0; j < c.h; ++j) {
+            da[at(i, k, c.d)] += 4 * y[at(i, j, c.h)] * bv[at(k, j, c.h)];
+            db[at(k, j, c.h)] += 4 * av[at(i, k, c.d)] * y[at(i, j, c.h)];
+          }
+      const std::vector<std::vector<double>> expected{y, da, db};
+      const double rtol = dtype == ag::DType::Float32 ? 1e-4 : 1e-11;
+      std::vector<std::vector<double>> one;
+      for (const int threads : {1, 2, 3, 4}) {
+        const auto got = run(threads);
+        for (std::size_t t = 0; t < got.size(); ++t)
+          EXPECT_TRUE(
+              ag::test::all_close(got[t], expected[t], rtol, ag::test::max_abs(expected[t])))
+              << (t == 0   ? "y"
+                  : t == 1 ? "dL/da"
+                           : "dL/db")
+              << " of " << c.n << "x" << c.d << " by " << c.d << "x" << c.h << ", "
+              << ag::dtype_name(dtype) << ", " << threads << " threads";
+        if (threads == 1) one = got;
+        if (threads == 2 && c.d == 2000) {  // the forward is the split product: same inputs
+          EXPECT_EQ(got[0], one[0])
+              << "y of " << c.n << "x" << c.d << ", " << ag::dtype_name(dtype);
+        }
+      }
+    }
+  }
+}
+
 TEST(Parallel, L2IsBitForBitTheSameWithOneAndTwoThreads) {
   ag::Generator gen(4);
   const Tensor w = ag::randn({1000, 513}, gen);

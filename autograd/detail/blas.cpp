@@ -4,8 +4,10 @@
 
 #include <algorithm>
 #include <limits>
+#include <memory>
 #include <vector>
 
+#include "autograd/allocator.h"
 #include "autograd/detail/dispatch.h"
 #include "autograd/detail/parallel.h"
 #include "autograd/threads.h"
@@ -22,6 +24,13 @@ constexpr double kParallelMacs = 1 << 20;
 constexpr double kSplitRowsMacs = 1 << 17;
 // The largest small product (in elements of C) that adds into C through scratch space (below).
 constexpr int64_t kScratchElements = 1 << 14;
+// Large products with K at least this many times C's larger side are split along K (below).
+constexpr int64_t kSplitKFactor = 4;
+
+struct Deallocate {  // gives a block from allocate() back to the storage cache
+  std::size_t bytes;
+  void operator()(void* block) const noexcept { deallocate(block, bytes); }
+};
 
 template <class T, class Gemm>
 void gemm_impl(Gemm cblas_gemm, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
@@ -36,13 +45,18 @@ void gemm_impl(Gemm cblas_gemm, bool trans_a, bool trans_b, int64_t M, int64_t N
   }
   const int64_t lda = trans_a ? M : K;  // A is stored [M, K], or [K, M] when transposed
   const int64_t ldb = trans_b ? K : N;  // B is stored [K, N], or [N, K] when transposed
-  // C[m0:m1, n0:n1] = alpha * op(A)[m0:m1, :] · op(B)[:, n0:n1] + beta * C[m0:m1, n0:n1]
-  auto block = [&](int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+  // out[m0:m1, n0:n1] = alpha * op(A)[m0:m1, k0:k1] · op(B)[k0:k1, n0:n1] + b * out[m0:m1, n0:n1]
+  auto part = [&](int64_t m0, int64_t m1, int64_t n0, int64_t n1, int64_t k0, int64_t k1, T b,
+                  T* out) {
     cblas_gemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
                trans_b ? CblasTrans : CblasNoTrans, static_cast<int>(m1 - m0),
-               static_cast<int>(n1 - n0), static_cast<int>(K), alpha, A + (trans_a ? m0 : m0 * lda),
-               static_cast<int>(lda), B + (trans_b ? n0 * ldb : n0), static_cast<int>(ldb), beta,
-               C + m0 * N + n0, static_cast<int>(N));
+               static_cast<int>(n1 - n0), static_cast<int>(k1 - k0), alpha,
+               A + (trans_a ? k0 * lda + m0 : m0 * lda + k0), static_cast<int>(lda),
+               B + (trans_b ? n0 * ldb + k0 : k0 * ldb + n0), static_cast<int>(ldb), b,
+               out + m0 * N + n0, static_cast<int>(N));
+  };
+  auto block = [&](int64_t m0, int64_t m1, int64_t n0, int64_t n1) {  // all of K, into C
+    part(m0, m1, n0, n1, 0, K, beta, C);
   };
   // A large product is split across the threads, each part one single-threaded BLAS call on
   // views of the same arrays: by rows of C when it has at least as many rows as columns (each
@@ -64,6 +78,28 @@ void gemm_impl(Gemm cblas_gemm, bool trans_a, bool trans_b, int64_t M, int64_t N
   } else if (macs < kParallelMacs) {
     parallel_for(M, grain(kSplitRowsMacs / 2, M),
                  [&](int64_t m0, int64_t m1) { block(m0, m1, 0, N); });
+  } else if (K >= kSplitKFactor * std::max(M, N)) {
+    // C small and K long (cifar's X·W1: C 200×100, K 3072). By rows, every part would pack all
+    // of B again; instead the sum over K is cut in two halves, the first into C and the second
+    // into scratch space added to it after. Always two halves, whatever the thread count, so
+    // that the result does not depend on it; more threads than two cut each half by rows.
+    const int64_t half = K / 2, chunks = std::max(1, get_num_threads() / 2);
+    const std::size_t bytes = sizeof(T) * static_cast<std::size_t>(M * N);
+    const std::unique_ptr<void, Deallocate> scratch(allocate(bytes), Deallocate{bytes});
+    T* second = static_cast<T*>(scratch.get());
+    parallel_for(2 * chunks, 1, [&](int64_t i0, int64_t i1) {
+      for (int64_t i = i0; i < i1; ++i) {
+        const int64_t c = i % chunks, m0 = M * c / chunks, m1 = M * (c + 1) / chunks;
+        if (m0 == m1) continue;
+        if (i < chunks)
+          part(m0, m1, 0, N, 0, half, beta, C);
+        else
+          part(m0, m1, 0, N, half, K, T(0), second);
+      }
+    });
+    parallel_for(M * N, kElementwiseGrain, [&](int64_t i0, int64_t i1) {
+      for (int64_t i = i0; i < i1; ++i) C[i] += second[i];
+    });
   } else if (M >= N)
     parallel_for(M, grain(kParallelMacs / 2, M),
                  [&](int64_t m0, int64_t m1) { block(m0, m1, 0, N); });
