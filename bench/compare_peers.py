@@ -9,6 +9,9 @@ CS231n way). Ours is bench_step's `step/<config>/<dtype>` benchmark.
 Every measurement is the median of --repetitions repetitions, each the mean step time over at least
 --min-time seconds (Google Benchmark's method, reproduced here for the Python peers), after warm-up;
 with --rounds R everything is measured R times, interleaved, and the median of the R is reported.
+Within a round a config's dtypes run back to back; with float32 and float64 both asked for, a line
+gives our float64/float32 ratio as the median of the rounds' pairs (each pair measured within a
+minute or two, while the two rows' medians may come from different stretches of the run).
 On a shared machine pass --wait-quiet: each measurement then waits for a few idle seconds first.
 Each peer runs in a subprocess of its own, so that its thread settings are in place before its
 libraries load: numpy gets OPENBLAS_NUM_THREADS=--threads. PyTorch is tried with
@@ -220,6 +223,43 @@ def fmt_time(seconds):
     return f"{seconds * 1e3:.3f} ms"
 
 
+def report(config, dtype, rounds, threads):
+    """Prints one row of the table (medians over the rounds) and returns it as a dict."""
+    N, D, H, C = CONFIGS[config]
+
+    def median_of(key):
+        values = [r[key] for r in rounds if r[key] is not None]
+        return statistics.median(values) if values else None
+
+    def torch_median(key):  # the median time, with the OpenBLAS threads of the round nearest it
+        timed = [r[key] for r in rounds if r[key][0] is not None]
+        if not timed:
+            return None, None
+        t = statistics.median(t for t, _ in timed)
+        return t, min(timed, key=lambda tb: abs(tb[0] - t))[1]
+
+    ours, numpy_s = median_of("ours"), median_of("numpy")
+    (torch1, blas1), (torchn, blasn) = torch_median("torch1"), torch_median("torchn")
+    peers = [t for t in (numpy_s, torch1, torchn) if t]
+    best = min(peers) if peers else None
+    ratio = f"{ours / best:.2f}x" if best else "-"
+    gflops = 4.0 * N * D * H / ours * 1e-9
+
+    def torch_cell(t, blas):
+        return f"{fmt_time(t)} ({blas}b)" if t else "-"
+
+    print(f"{config:<9}{dtype:<9}{fmt_time(ours):>12}{fmt_time(numpy_s):>12}"
+          f"{torch_cell(torch1, blas1):>16}{torch_cell(torchn, blasn):>16}{ratio:>16}"
+          f"{gflops:>13.1f}", flush=True)
+    for err in set().union(*(r["errors"] for r in rounds)):
+        print(f"  ({err})")
+    return {"config": config, "dtype": dtype, "ours": ours, "numpy": numpy_s,
+            "torch_1_thread": torch1, "torch_1_thread_openblas_threads": blas1,
+            f"torch_{threads}_threads": torchn, f"torch_{threads}_threads_openblas_threads": blasn,
+            "ours_over_best_peer": ours / best if best else None, "our_gflops": gflops,
+            "rounds_ours": [r["ours"] for r in rounds]}
+
+
 def main():
     here = os.path.dirname(os.path.abspath(__file__))
     parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
@@ -257,41 +297,31 @@ def main():
     print(header)
     print("-" * len(header))
     results = []
+    dtypes = args.dtypes.split(",")
     for config in args.configs.split(","):
         N, D, H, C = CONFIGS[config]
-        for dtype in args.dtypes.split(","):
-            rounds = []
-            for _ in range(args.rounds):
+        # Each round measures every dtype of this config back to back, so that a float64 time and
+        # the float32 one it is compared with come from the same minutes of a noisy machine.
+        rounds = {dtype: [] for dtype in dtypes}
+        for _ in range(args.rounds):
+            for dtype in dtypes:
                 ours = run_ours(config, dtype, args)
                 numpy_s, numpy_err = run_peer("numpy", config, dtype, args.threads, args)
                 torch1, blas1, torch_err = run_torch(config, dtype, 1, args)
                 torchn, blasn, _ = (run_torch(config, dtype, args.threads, args)
                                     if args.threads != 1 else (torch1, blas1, None))
-                rounds.append((ours, numpy_s, torch1, torchn))
-
-            def median_of(k):
-                values = [r[k] for r in rounds if r[k] is not None]
-                return statistics.median(values) if values else None
-
-            ours, numpy_s, torch1, torchn = (median_of(k) for k in range(4))
-            peers = [t for t in (numpy_s, torch1, torchn) if t]
-            best = min(peers) if peers else None
-            ratio = f"{ours / best:.2f}x" if best else "-"
-            gflops = 4.0 * N * D * H / ours * 1e-9
-            def torch_cell(t, blas):
-                return f"{fmt_time(t)} ({blas}b)" if t else "-"
-
-            print(f"{config:<9}{dtype:<9}{fmt_time(ours):>12}{fmt_time(numpy_s):>12}"
-                  f"{torch_cell(torch1, blas1):>16}{torch_cell(torchn, blasn):>16}{ratio:>16}"
-                  f"{gflops:>13.1f}", flush=True)
-            for err in {numpy_err, torch_err} - {None}:
-                print(f"  ({err})")
-            results.append({"config": config, "dtype": dtype, "ours": ours, "numpy": numpy_s,
-                            "torch_1_thread": torch1, "torch_1_thread_openblas_threads": blas1,
-                            f"torch_{args.threads}_threads": torchn,
-                            f"torch_{args.threads}_threads_openblas_threads": blasn,
-                            "ours_over_best_peer": ours / best if best else None,
-                            "our_gflops": gflops})
+                rounds[dtype].append({"ours": ours, "numpy": numpy_s, "torch1": (torch1, blas1),
+                                      "torchn": (torchn, blasn),
+                                      "errors": {numpy_err, torch_err} - {None}})
+        rows = {dtype: report(config, dtype, rounds[dtype], args.threads) for dtype in dtypes}
+        results += rows.values()
+        if "float32" in dtypes and "float64" in dtypes:
+            pairs = [r64["ours"] / r32["ours"]
+                     for r32, r64 in zip(rounds["float32"], rounds["float64"])]
+            ratio = statistics.median(pairs)
+            print(f"{config:<9}ours float64/float32: {ratio:.2f}x (median of the rounds' pairs: "
+                  f"{', '.join(f'{r:.2f}x' for r in pairs)})", flush=True)
+            rows["float64"]["ours_float64_over_float32"] = ratio
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"threads": args.threads, "removed_env": quirks,
