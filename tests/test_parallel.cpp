@@ -40,22 +40,27 @@ TEST(Parallel, ParallelForCoversEveryIndexExactlyOnce) {
 }
 
 TEST(Parallel, MatmulAndItsGradientsMatchOneThread) {
-  ag::Generator gen(3);
-  const Tensor a = ag::randn({300, 257}, gen);  // large enough to be split over threads
-  const Tensor b = ag::randn({257, 129}, gen);
-  auto run = [&](int threads) {
-    const ThreadCount count(threads);
-    const Tensor a1 = a.clone().requires_grad_(), b1 = b.clone().requires_grad_();
-    const Tensor y = ag::matmul(a1, b1);
-    ag::sum(y * y).backward();
-    return std::vector<std::vector<double>>{y.to_vector(), a1.grad().to_vector(),
-                                            b1.grad().to_vector()};
-  };
-  const auto one = run(1), two = run(2);
-  for (std::size_t k = 0; k < one.size(); ++k)
-    for (std::size_t i = 0; i < one[k].size(); ++i)
-      ASSERT_NEAR(two[k][i], one[k][i], 1e-4 * (1.0 + std::abs(one[k][i])))
-          << "tensor " << k << ", element " << i;
+  // Large enough to be split over threads: 300x257 by 257x129 by rows (and dL/db by columns);
+  // 100x10 by 10x2000 by rows although C is wider than tall (a short sum, K = 10), its dL/da
+  // along K and its dL/db by columns.
+  for (const auto& [a_shape, b_shape] : {std::pair<ag::Shape, ag::Shape>{{300, 257}, {257, 129}},
+                                         std::pair<ag::Shape, ag::Shape>{{100, 10}, {10, 2000}}}) {
+    ag::Generator gen(3);
+    const Tensor a = ag::randn(a_shape, gen), b = ag::randn(b_shape, gen);
+    auto run = [&](int threads) {
+      const ThreadCount count(threads);
+      const Tensor a1 = a.clone().requires_grad_(), b1 = b.clone().requires_grad_();
+      const Tensor y = ag::matmul(a1, b1);
+      ag::sum(y * y).backward();
+      return std::vector<std::vector<double>>{y.to_vector(), a1.grad().to_vector(),
+                                              b1.grad().to_vector()};
+    };
+    const auto one = run(1), two = run(2);
+    for (std::size_t k = 0; k < one.size(); ++k)
+      for (std::size_t i = 0; i < one[k].size(); ++i)
+        ASSERT_NEAR(two[k][i], one[k][i], 1e-4 * (1.0 + std::abs(one[k][i])))
+            << "tensor " << k << ", element " << i << ", a " << ag::shape_str(a_shape);
+  }
 }
 
 // A product whose sum is long next to its result (K at least four times C's larger side, and

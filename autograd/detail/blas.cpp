@@ -24,8 +24,10 @@ constexpr double kParallelMacs = 1 << 20;
 constexpr double kSplitRowsMacs = 1 << 17;
 // The largest small product (in elements of C) that adds into C through scratch space (below).
 constexpr int64_t kScratchElements = 1 << 14;
-// Large products with K at least this many times C's larger side are split along K (below).
+// Large products with K at least this many times C's larger side are split along K, and those
+// with K at most kShortK by rows whatever C's shape (below).
 constexpr int64_t kSplitKFactor = 4;
+constexpr int64_t kShortK = 32;
 
 struct Deallocate {  // gives a block from allocate() back to the storage cache
   std::size_t bytes;
@@ -61,6 +63,8 @@ void gemm_impl(Gemm cblas_gemm, bool trans_a, bool trans_b, int64_t M, int64_t N
   // A large product is split across the threads, each part one single-threaded BLAS call on
   // views of the same arrays: by rows of C when it has at least as many rows as columns (each
   // part then packs all of B, the smaller operand), else by columns (each part packs all of A).
+  // A short sum (K <= kShortK) is split by rows whatever C's shape: both operands are then cheap
+  // to pack, and each part writes whole rows, as the element-wise ops that read C next split it.
   const double macs = double(M) * double(N) * double(K);
   const auto grain = [&](double part_macs, int64_t extent) {  // at least part_macs per part
     return std::max<int64_t>(16, static_cast<int64_t>(part_macs / (macs / double(extent))));
@@ -100,7 +104,7 @@ void gemm_impl(Gemm cblas_gemm, bool trans_a, bool trans_b, int64_t M, int64_t N
     parallel_for(M * N, kElementwiseGrain, [&](int64_t i0, int64_t i1) {
       for (int64_t i = i0; i < i1; ++i) C[i] += second[i];
     });
-  } else if (M >= N)
+  } else if (M >= N || K <= kShortK)
     parallel_for(M, grain(kParallelMacs / 2, M),
                  [&](int64_t m0, int64_t m1) { block(m0, m1, 0, N); });
   else
