@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <limits>
 #include <memory>
+#include <new>
 #include <vector>
 
 #include "autograd/allocator.h"
@@ -30,9 +31,21 @@ constexpr int64_t kSplitKFactor = 4;
 constexpr int64_t kShortK = 32;
 
 struct Deallocate {  // gives a block from allocate() back to the storage cache
-  std::size_t bytes;
+  std::size_t bytes = 0;
   void operator()(void* block) const noexcept { deallocate(block, bytes); }
 };
+using Scratch = std::unique_ptr<void, Deallocate>;
+
+// A block from the storage cache, or none when there is no memory for it: the caller then does
+// without. (A throw from a product in a backward could leave a gradient half-written, see
+// Node::backward.)
+Scratch try_allocate(std::size_t bytes) {
+  try {
+    return Scratch(allocate(bytes), Deallocate{bytes});
+  } catch (const std::bad_alloc&) {
+    return Scratch(nullptr, Deallocate{bytes});
+  }
+}
 
 template <class T, class Gemm>
 void gemm_impl(Gemm cblas_gemm, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
@@ -63,12 +76,15 @@ void gemm_impl(Gemm cblas_gemm, bool trans_a, bool trans_b, int64_t M, int64_t N
   // A large product is split across the threads, each part one single-threaded BLAS call on
   // views of the same arrays: by rows of C when it has at least as many rows as columns (each
   // part then packs all of B, the smaller operand), else by columns (each part packs all of A).
-  // A short sum (K <= kShortK) is split by rows whatever C's shape: both operands are then cheap
-  // to pack, and each part writes whole rows, as the element-wise ops that read C next split it.
+  // Two exceptions: a long sum is cut along K (below), and a short one (K <= kShortK) is split by
+  // rows whatever C's shape when there are rows enough for two parts: both operands are then
+  // cheap to pack, and each part writes whole rows, as the element-wise ops that read C next
+  // split it.
   const double macs = double(M) * double(N) * double(K);
   const auto grain = [&](double part_macs, int64_t extent) {  // at least part_macs per part
     return std::max<int64_t>(16, static_cast<int64_t>(part_macs / (macs / double(extent))));
   };
+  Scratch scratch;  // the second half of a sum cut along K
   if (macs < kParallelMacs && beta != T(0) && M * N <= kScratchElements) {
     // OpenBLAS's small-matrix kernels, which it picks below about this size, are much slower
     // with beta != 0 than with beta = 0 (256×10×64: 4.9 against 3.9 µs; 4×10×5: 160 against
@@ -82,14 +98,13 @@ void gemm_impl(Gemm cblas_gemm, bool trans_a, bool trans_b, int64_t M, int64_t N
   } else if (macs < kParallelMacs) {
     parallel_for(M, grain(kSplitRowsMacs / 2, M),
                  [&](int64_t m0, int64_t m1) { block(m0, m1, 0, N); });
-  } else if (K >= kSplitKFactor * std::max(M, N)) {
+  } else if (K >= kSplitKFactor * std::max(M, N) &&
+             (scratch = try_allocate(sizeof(T) * static_cast<std::size_t>(M * N)))) {
     // C small and K long (cifar's X·W1: C 200×100, K 3072). By rows, every part would pack all
     // of B again; instead the sum over K is cut in two halves, the first into C and the second
-    // into scratch space added to it after. Always two halves, whatever the thread count, so
-    // that the result does not depend on it; more threads than two cut each half by rows.
+    // into scratch space added to it after. Always two halves, also on one thread, so that one,
+    // two and three threads make the same BLAS calls; four or more cut each half by rows.
     const int64_t half = K / 2, chunks = std::max(1, get_num_threads() / 2);
-    const std::size_t bytes = sizeof(T) * static_cast<std::size_t>(M * N);
-    const std::unique_ptr<void, Deallocate> scratch(allocate(bytes), Deallocate{bytes});
     T* second = static_cast<T*>(scratch.get());
     parallel_for(2 * chunks, 1, [&](int64_t i0, int64_t i1) {
       for (int64_t i = i0; i < i1; ++i) {
@@ -104,7 +119,7 @@ void gemm_impl(Gemm cblas_gemm, bool trans_a, bool trans_b, int64_t M, int64_t N
     parallel_for(M * N, kElementwiseGrain, [&](int64_t i0, int64_t i1) {
       for (int64_t i = i0; i < i1; ++i) C[i] += second[i];
     });
-  } else if (M >= N || K <= kShortK)
+  } else if (M >= N || (K <= kShortK && M >= 2 * grain(kParallelMacs / 2, M)))
     parallel_for(M, grain(kParallelMacs / 2, M),
                  [&](int64_t m0, int64_t m1) { block(m0, m1, 0, N); });
   else

@@ -7,7 +7,7 @@
 //
 // All three products go to CBLAS GEMM; the transposes are flags, never materialised. The backward
 // adds into the engine's gradients (Node::backward's `into`): a weight's gradient from l2 and
-// from the product is summed by the GEMM, with no extra buffer or pass.
+// from the product is summed by the GEMM (beta = 1), not in a buffer of its own added after.
 #include "autograd/detail/dispatch.h"
 #include "autograd/ops.h"
 
