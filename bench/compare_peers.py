@@ -8,16 +8,18 @@ CS231n way). Ours is bench_step's `step/<config>/<dtype>` benchmark.
 
 Every measurement is the median of --repetitions repetitions, each the mean step time over at least
 --min-time seconds (Google Benchmark's method, reproduced here for the Python peers), after warm-up;
-with --rounds R everything is measured R times, interleaved, and the median of the R is reported.
-Within a round a config's dtypes run back to back; with float32 and float64 both asked for, a line
-gives our float64/float32 ratio as the median of the rounds' pairs (each pair measured within a
-minute or two, while the two rows' medians may come from different stretches of the run).
+with --rounds R every config is measured R times, the rounds one after the other, and the median
+of the R is reported. A round runs our step in each dtype back to back, then the peers; with
+float32 and float64 both asked for, a line gives our float64/float32 ratio as the median of the
+rounds' pairs (each pair measured seconds apart, while the two rows' medians may come from
+different stretches of the run).
 On a shared machine pass --wait-quiet: each measurement then waits for a few idle seconds first.
 Each peer runs in a subprocess of its own, so that its thread settings are in place before its
 libraries load: numpy gets OPENBLAS_NUM_THREADS=--threads. PyTorch is tried with
 torch.set_num_threads(1) and (--threads), each with OPENBLAS_NUM_THREADS (the BLAS under its
-matrix products, a separate pool from its OpenMP one) at 1 and at --threads; the best of each
-torch setting is reported, with the OpenBLAS count that gave it. Ours runs with --threads.
+matrix products, a separate pool from its OpenMP one) at 1 and at --threads; in each round the
+best of each torch setting counts, and the table names the OpenBLAS count of the round nearest
+the median. Ours runs with --threads.
 
 OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE, which this environment sets on some processors and which
 slow OpenBLAS down, are removed from the environment of every subprocess this script starts (ours
@@ -285,27 +287,31 @@ def main():
     args = parser.parse_args()
     if args.peer:
         return worker(args)
+    unknown = [c for c in args.configs.split(",") if c not in CONFIGS]
+    if unknown:
+        parser.error(f"unknown config {', '.join(unknown)} (known: {', '.join(CONFIGS)})")
 
     quirks = [f"{k}={os.environ[k]}" for k in QUIRK_VARS if k in os.environ]
     print(f"removed from the subprocesses' environment: {', '.join(quirks) or 'nothing (not set)'}")
     if args.openblas_coretype:
         print(f"set in every subprocess's environment: OPENBLAS_CORETYPE={args.openblas_coretype}")
     print(f"threads: {args.threads}; each time is the median of {args.repetitions} repetitions "
-          f"of >= {args.min_time} s; (Nb): the OpenBLAS threads of torch's best run\n")
+          f"of >= {args.min_time} s; (Nb): torch's OpenBLAS threads in the round nearest the "
+          f"median\n")
     header = (f"{'config':<9}{'dtype':<9}{'ours':>12}{'numpy':>12}{'torch 1 thr':>16}"
               f"{f'torch {args.threads} thr':>16}{'ours/best peer':>16}{'our GFLOP/s':>13}")
     print(header)
     print("-" * len(header))
     results = []
-    dtypes = args.dtypes.split(",")
-    for config in args.configs.split(","):
-        N, D, H, C = CONFIGS[config]
-        # Each round measures every dtype of this config back to back, so that a float64 time and
-        # the float32 one it is compared with come from the same minutes of a noisy machine.
+    configs, dtypes = args.configs.split(","), args.dtypes.split(",")
+    for config in configs:
+        # Each round measures our step in every dtype of this config back to back, then the peers,
+        # so that our float64 time and the float32 one it is compared with are seconds apart.
         rounds = {dtype: [] for dtype in dtypes}
         for _ in range(args.rounds):
+            ours_by_dtype = {dtype: run_ours(config, dtype, args) for dtype in dtypes}
             for dtype in dtypes:
-                ours = run_ours(config, dtype, args)
+                ours = ours_by_dtype[dtype]
                 numpy_s, numpy_err = run_peer("numpy", config, dtype, args.threads, args)
                 torch1, blas1, torch_err = run_torch(config, dtype, 1, args)
                 torchn, blasn, _ = (run_torch(config, dtype, args.threads, args)
