@@ -31,6 +31,11 @@ namespace detail {
 void* allocate(std::size_t bytes);
 /// Gives back a block from allocate(bytes).
 void deallocate(void* block, std::size_t bytes) noexcept;
+/// The deleter of a block from allocate(bytes), for std::unique_ptr and std::shared_ptr.
+struct Deallocate {
+  std::size_t bytes = 0;
+  void operator()(void* block) const noexcept { deallocate(block, bytes); }
+};
 
 /// A small object's memory (16-byte aligned), from this thread's free list for its size.
 void* allocate_small(std::size_t bytes);

@@ -30,10 +30,6 @@ constexpr int64_t kScratchElements = 1 << 14;
 constexpr int64_t kSplitKFactor = 4;
 constexpr int64_t kShortK = 32;
 
-struct Deallocate {  // gives a block from allocate() back to the storage cache
-  std::size_t bytes = 0;
-  void operator()(void* block) const noexcept { deallocate(block, bytes); }
-};
 using Scratch = std::unique_ptr<void, Deallocate>;
 
 // A block from the storage cache, or none when there is no memory for it: the caller then does

@@ -63,10 +63,9 @@ Tensor softmax_cross_entropy(const Tensor& scores, std::span<const int32_t> labe
     // reference count from the small-object pool, so that no step mallocs for them (a batch's
     // labels outgrow the pool's 512-byte objects from 120 rows on).
     const std::size_t bytes = labels.size() * sizeof(int32_t);
-    std::shared_ptr<int32_t[]> y(
-        static_cast<int32_t*>(detail::allocate(bytes)),
-        [bytes](int32_t* p) { detail::deallocate(p, bytes); },
-        detail::SmallObjectAllocator<int32_t>{});
+    std::shared_ptr<int32_t[]> y(static_cast<int32_t*>(detail::allocate(bytes)),
+                                 detail::Deallocate{bytes},
+                                 detail::SmallObjectAllocator<int32_t>{});
     std::copy(labels.begin(), labels.end(), y.get());
     detail::record(
         loss, "softmax_cross_entropy", {scores},
