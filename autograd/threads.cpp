@@ -22,6 +22,7 @@
 #include <utility>
 #include <vector>
 
+#include "autograd/detail/cgroup.h"
 #include "autograd/detail/parallel.h"
 
 extern "C" {
@@ -36,13 +37,16 @@ namespace {
 thread_local bool inside_parallel = false;
 
 // The cores this process may run on: its CPU affinity mask (taskset, a container's cpuset), else
-// std::thread::hardware_concurrency(); at least 1.
+// std::thread::hardware_concurrency(); fewer when a cgroup's CPU quota allows less time than that
+// (docker run --cpus=N), rounded up; at least 1.
 int usable_cores() {
+  int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
 #ifdef __linux__
   cpu_set_t set;
-  if (sched_getaffinity(0, sizeof(set), &set) == 0) return std::max(1, CPU_COUNT(&set));
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) cores = std::max(1, CPU_COUNT(&set));
+  if (const int quota = detail::cgroup_cpu_limit(); quota > 0) cores = std::min(cores, quota);
 #endif
-  return static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  return cores;
 }
 
 // Spins while busy() holds, for at most `limit`, before its caller goes to sleep (on a futex, with

@@ -11,11 +11,12 @@ namespace ag {
 /// are split over a pool of n - 1 workers plus the calling thread, and the BLAS itself is kept
 /// single-threaded under them. Call it before running ops, not while ops run on other threads.
 /// Between parts the threads spin for up to 200 µs before they sleep, unless n is more than the
-/// cores this process may run on (its CPU affinity): then they sleep at once.
+/// cores this process may run on (its CPU affinity and cgroup quota): then they sleep at once.
 void set_num_threads(int n);
-/// The number set with set_num_threads, or by default the number of cores this process may run on
-/// (its CPU affinity mask on Linux, as `taskset` or a container's cpuset set it; else
-/// std::thread::hardware_concurrency()).
+/// The number set with set_num_threads, or by default the number of cores this process may run on:
+/// on Linux its CPU affinity mask, as `taskset` or a container's cpuset set it, and no more than
+/// its cgroups' CPU quota allows, rounded up (`docker run --cpus=1.5` gives 2); elsewhere
+/// std::thread::hardware_concurrency().
 int get_num_threads();
 
 namespace detail {
