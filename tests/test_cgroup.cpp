@@ -32,6 +32,11 @@ class Cgroup : public ::testing::Test {
     fs::create_directories(file.parent_path());
     std::ofstream(file) << text;
   }
+  // cgroup v1's quota files in root/dir, the period 100 ms.
+  void v1_quota(const std::string& dir, const std::string& quota) {
+    write(dir + "/cpu.cfs_quota_us", quota + "\n");
+    write(dir + "/cpu.cfs_period_us", "100000\n");
+  }
   // A cgroup v2 system: the unified hierarchy at /sys/fs/cgroup, the process in `cgroup`.
   void v2_system(const std::string& cgroup) {
     write("proc/self/cgroup", "0::" + cgroup + "\n");
@@ -86,10 +91,9 @@ TEST_F(Cgroup, V1QuotaOverPeriodInAContainerThatSeesItsOwnCgroupAsTheMount) {
         "cgroup rw,cpu,cpuacct\n"
         "656 650 0:31 /docker/0123abcd /sys/fs/cgroup/memory ro,nosuid master:13 - cgroup cgroup "
         "rw,memory\n");
-  write("sys/fs/cgroup/cpu,cpuacct/cpu.cfs_period_us", "100000\n");
-  write("sys/fs/cgroup/cpu,cpuacct/cpu.cfs_quota_us", "250000\n");
+  v1_quota("sys/fs/cgroup/cpu,cpuacct", "250000");
   EXPECT_EQ(ag::detail::cgroup_cpu_limit(root_), 3);
-  write("sys/fs/cgroup/cpu,cpuacct/cpu.cfs_quota_us", "-1\n");
+  v1_quota("sys/fs/cgroup/cpu,cpuacct", "-1");
   EXPECT_EQ(ag::detail::cgroup_cpu_limit(root_), 0);
 }
 
@@ -104,13 +108,10 @@ TEST_F(Cgroup, AHybridSystemReadsTheCpuControllerNotCpusetOrCpuacct) {
         "26 24 0:22 / /sys/fs/cgroup/cpuset rw - cgroup cgroup rw,cpuset\n"
         "27 24 0:23 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu\n"
         "28 24 0:24 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw\n");
-  write("sys/fs/cgroup/cpuacct/batch/cpu.cfs_quota_us", "100000\n");   // decoys: not the
-  write("sys/fs/cgroup/cpuacct/batch/cpu.cfs_period_us", "100000\n");  // cpu controller
-  write("sys/fs/cgroup/cpuset/batch/cpu.cfs_quota_us", "100000\n");
-  write("sys/fs/cgroup/cpuset/batch/cpu.cfs_period_us", "100000\n");
+  v1_quota("sys/fs/cgroup/cpuacct/batch", "100000");  // decoys: not the cpu controller
+  v1_quota("sys/fs/cgroup/cpuset/batch", "100000");
   EXPECT_EQ(ag::detail::cgroup_cpu_limit(root_), 0);
-  write("sys/fs/cgroup/cpu/batch/cpu.cfs_quota_us", "200000\n");
-  write("sys/fs/cgroup/cpu/batch/cpu.cfs_period_us", "100000\n");
+  v1_quota("sys/fs/cgroup/cpu/batch", "200000");
   EXPECT_EQ(ag::detail::cgroup_cpu_limit(root_), 2);
   // Were the v2 tree to set a quota too (constructed: on a real hybrid system the cpu controller
   // is bound to v1 and cpu.max does not exist there), the smaller of the two would count.
@@ -142,11 +143,9 @@ TEST_F(Cgroup, AMountOfAnotherCgroupIsNotTheProcesssOwn) {
   write("proc/self/mountinfo",
         "50 22 0:30 /docker/abc /mnt/abc rw - cgroup cgroup rw,cpu\n"
         "51 22 0:30 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu\n");
-  write("mnt/abc/cpu.cfs_quota_us", "100000\n");
-  write("mnt/abc/cpu.cfs_period_us", "100000\n");
+  v1_quota("mnt/abc", "100000");
   EXPECT_EQ(ag::detail::cgroup_cpu_limit(root_), 0);  // the second mount: no quota set there
-  write("sys/fs/cgroup/cpu/docker/abcdef/cpu.cfs_quota_us", "300000\n");
-  write("sys/fs/cgroup/cpu/docker/abcdef/cpu.cfs_period_us", "100000\n");
+  v1_quota("sys/fs/cgroup/cpu/docker/abcdef", "300000");
   EXPECT_EQ(ag::detail::cgroup_cpu_limit(root_), 3);
 }
 
