@@ -62,7 +62,8 @@ void spin_while(std::chrono::microseconds limit, Busy busy) {
 
 class ThreadPool {
  public:
-  explicit ThreadPool(int threads) : spin_(spin_limit(threads)) {
+  // `cores`: usable_cores(), read once by the caller.
+  ThreadPool(int threads, int cores) : spin_(spin_limit(threads, cores)) {
     if (openblas_set_num_threads) openblas_set_num_threads(1);  // we split; each part is serial
     for (int k = 1; k < threads; ++k) workers_.emplace_back([this, k] { work(k); });
   }
@@ -120,8 +121,8 @@ class ThreadPool {
 
   // With more threads than cores a spinning thread holds a core that another one needs for its
   // part, so then nobody spins (OpenMP runtimes throttle their spinning in that case too).
-  static std::chrono::microseconds spin_limit(int threads) {
-    return std::chrono::microseconds(threads > usable_cores() ? 0 : 200);
+  static std::chrono::microseconds spin_limit(int threads, int cores) {
+    return std::chrono::microseconds(threads > cores ? 0 : 200);
   }
 
   const std::chrono::microseconds spin_;  // how long a thread spins before it sleeps
@@ -142,7 +143,8 @@ ThreadPool* pool = nullptr;
 ThreadPool& the_pool() {
   const std::lock_guard lock(pool_mutex);
   if (!pool) {
-    pool = new ThreadPool(requested_threads > 0 ? requested_threads : usable_cores());
+    const int cores = usable_cores();  // reads the affinity mask and the cgroup files
+    pool = new ThreadPool(requested_threads > 0 ? requested_threads : cores, cores);
   }
   return *pool;
 }
