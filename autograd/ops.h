@@ -53,23 +53,33 @@ Tensor cast(const Tensor& x, DType dtype, Where where = Where::current());
 /// scores: [N, C] -> N class indices, the argmax of each row (first on ties). Not differentiable.
 std::vector<int32_t> argmax_rows(const Tensor& scores);
 
-inline Tensor operator+(const Tensor& a, const Tensor& b) {
-  return add(a, b);
+/// The left (or only) operand of an operator, with the place where the expression was written.
+/// An operator cannot take a defaulted std::source_location of its own, but the default argument
+/// of this converting constructor is evaluated where the conversion happens: at the `a + b` in
+/// the caller's code. So nodes made by operators name the caller's line, not this header.
+struct Operand {
+  Operand(const Tensor& t, Where w = Where::current()) : tensor(t), where(w) {}  // NOLINT: implicit
+  const Tensor& tensor;
+  Where where;
+};
+
+inline Tensor operator+(Operand a, const Tensor& b) {
+  return add(a.tensor, b, a.where);
 }
-inline Tensor operator-(const Tensor& a, const Tensor& b) {
-  return sub(a, b);
+inline Tensor operator-(Operand a, const Tensor& b) {
+  return sub(a.tensor, b, a.where);
 }
-inline Tensor operator*(const Tensor& a, const Tensor& b) {
-  return mul(a, b);
+inline Tensor operator*(Operand a, const Tensor& b) {
+  return mul(a.tensor, b, a.where);
 }
-inline Tensor operator*(const Tensor& t, double factor) {
-  return scale(t, factor);
+inline Tensor operator*(Operand t, double factor) {
+  return scale(t.tensor, factor, t.where);
 }
-inline Tensor operator*(double factor, const Tensor& t) {
-  return scale(t, factor);
+inline Tensor operator*(double factor, Operand t) {
+  return scale(t.tensor, factor, t.where);
 }
-inline Tensor operator-(const Tensor& t) {
-  return scale(t, -1.0);
+inline Tensor operator-(Operand t) {
+  return scale(t.tensor, -1.0, t.where);
 }
 
 }  // namespace ag

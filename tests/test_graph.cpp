@@ -329,6 +329,31 @@ TEST(Graph, NodeRecordsTheOpNameOutputAndCallSite) {
   EXPECT_EQ(node->inputs[1].grad_fn(), nullptr);                // ... but not the graph behind them
 }
 
+TEST(Graph, OperatorsRecordTheCallersLine) {
+  const Tensor a = param({1, 2}, {2});
+  const Tensor b = param({3, 4}, {2});
+  const int line = __LINE__ + 1;
+  const Tensor made[] = {a + b, a - b, a * b, a * 2.0, 2.0 * a, -a};
+  const char* names[] = {"add", "sub", "mul", "scale", "scale", "scale"};
+  for (int i = 0; i < 6; ++i) {
+    const std::shared_ptr<ag::Node>& node = made[i].grad_fn();
+    ASSERT_NE(node, nullptr) << i;
+    EXPECT_STREQ(node->name, names[i]) << i;
+    EXPECT_EQ(node->where.line(), static_cast<uint32_t>(line)) << names[i] << " (" << i << ")";
+    EXPECT_TRUE(contains(node->where.file_name(), "test_graph.cpp")) << node->where.file_name();
+  }
+  // In a chain, every node (the inner ones too) names the line.
+  const int chain_line = __LINE__ + 1;
+  const Tensor chained = (a + b) * (a - b) * 0.5;
+  const ag::Node* node = chained.grad_fn().get();
+  for (const char* name : {"scale", "mul", "add"}) {
+    ASSERT_NE(node, nullptr) << name;
+    EXPECT_STREQ(node->name, name);
+    EXPECT_EQ(node->where.line(), static_cast<uint32_t>(chain_line)) << name;
+    node = node->next[0].node.get();
+  }
+}
+
 TEST(Graph, OneNodePerTensorOp) {
   // A whole two-layer loss is 11 nodes, however many scalars flow through it.
   ag::Generator gen(1);
