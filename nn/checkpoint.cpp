@@ -94,15 +94,28 @@ int write_all(int fd, std::span<const std::byte> bytes) {
   return 0;
 }
 
-/// A temporary file next to `target`, removed again unless commit() renamed it onto `target`.
+/// A temporary file next to `target`, gone again unless commit() renamed it onto `target`.
+///
+/// Where the filesystem allows, the file has no name while it is written (O_TMPFILE): a process
+/// killed in the middle of a save (SIGKILL, or Ctrl-C without a handler) leaves nothing behind.
+/// commit() links it under a temporary name and renames that onto `target`; only a kill between
+/// those two calls leaves a (complete) temporary file. Elsewhere (filesystems without O_TMPFILE,
+/// no /proc to link it through) the file is named from the start, as `.<target>.<pid>-<n>.tmp`.
 class TempFile {
  public:
-  TempFile(const fs::path& target, const char* op) : target_(target), op_(op) {
-    static std::atomic<uint64_t> counter{0};
-    const fs::path dir = target.has_parent_path() ? target.parent_path() : fs::path(".");
+  TempFile(const fs::path& target, const char* op)
+      : target_(target),
+        dir_(target.has_parent_path() ? target.parent_path() : fs::path(".")),
+        op_(op) {
+    if (::access("/proc/self/fd", X_OK) == 0) {
+      const int fd = ::open(dir_.c_str(), O_TMPFILE | O_WRONLY | O_CLOEXEC, 0666);
+      if (fd >= 0) {
+        fd_.emplace(fd);
+        return;
+      }
+    }
     for (int attempt = 0;; ++attempt) {
-      path_ = dir / fmt::format(".{}.{}-{}.tmp", target.filename().string(), ::getpid(),
-                                counter.fetch_add(1));
+      path_ = next_name();
       // 0666 before the umask, like any newly created file (mkstemp would force 0600).
       const int fd = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
       if (fd >= 0) {
@@ -118,7 +131,7 @@ class TempFile {
   ~TempFile() {
     if (!committed_) {
       fd_->close();
-      ::unlink(path_.c_str());
+      if (!path_.empty()) ::unlink(path_.c_str());
     }
   }
   TempFile(const TempFile&) = delete;
@@ -128,16 +141,17 @@ class TempFile {
     if (const int err = write_all(fd_->get(), bytes)) fail(err, "write");
   }
 
-  /// fsync, close, rename onto the target, then make the rename itself durable.
+  /// fsync, name the file if it has no name yet, close, rename onto the target, then make the
+  /// rename itself durable.
   void commit() {
     if (::fsync(fd_->get()) != 0) fail(errno, "flush (fsync)");
+    if (path_.empty()) link_unnamed();
     if (const int err = fd_->close()) fail(err, "close");
     if (::rename(path_.c_str(), target_.c_str()) != 0)
       fail(errno, "rename the temporary file onto");
     committed_ = true;
     // The new file is in place whatever happens now, so failing here would only mislead.
-    const fs::path dir = target_.has_parent_path() ? target_.parent_path() : fs::path(".");
-    const int dir_fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    const int dir_fd = ::open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dir_fd >= 0) {
       ::fsync(dir_fd);
       ::close(dir_fd);
@@ -145,14 +159,38 @@ class TempFile {
   }
 
  private:
+  fs::path next_name() const {
+    static std::atomic<uint64_t> counter{0};
+    return dir_ / fmt::format(".{}.{}-{}.tmp", target_.filename().string(), ::getpid(),
+                              counter.fetch_add(1));
+  }
+
+  /// Gives the unnamed file a temporary name (linkat through /proc: AT_EMPTY_PATH would need
+  /// CAP_DAC_READ_SEARCH).
+  void link_unnamed() {
+    const std::string self = fmt::format("/proc/self/fd/{}", fd_->get());
+    for (int attempt = 0;; ++attempt) {
+      fs::path name = next_name();
+      if (::linkat(AT_FDCWD, self.c_str(), AT_FDCWD, name.c_str(), AT_SYMLINK_FOLLOW) == 0) {
+        path_ = std::move(name);
+        return;
+      }
+      if (errno != EEXIST || attempt >= 100) fail(errno, "name the temporary file for");
+    }
+  }
+
   [[noreturn]] void fail(int err, const char* step) const {
-    throw_errno(err, fmt::format("{}: cannot {} '{}' (temporary file '{}')", op_, step,
-                                 target_.string(), path_.string()));
+    const std::string temporary = path_.empty()
+                                      ? fmt::format("unnamed temporary file in '{}'", dir_.string())
+                                      : fmt::format("temporary file '{}'", path_.string());
+    throw_errno(err,
+                fmt::format("{}: cannot {} '{}' ({})", op_, step, target_.string(), temporary));
   }
 
   fs::path target_;
+  fs::path dir_;
   const char* op_;
-  fs::path path_;
+  fs::path path_;  // empty while the file has no name
   std::optional<Fd> fd_;
   bool committed_ = false;
 };

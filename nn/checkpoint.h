@@ -48,10 +48,12 @@ class CheckpointError : public std::runtime_error {
 void write_file_atomically(const std::filesystem::path& path, std::string_view contents);
 
 /// Writes tensors (and optional string metadata) to `path` atomically: into a temporary file in
-/// the same directory, flushed (fsync), then renamed over `path`. On any failure the temporary
-/// file is removed, a std::system_error naming the path and the errno text (e.g. "No space left
-/// on device") is thrown, and an existing file at `path` is left untouched. Names must be unique,
-/// non-empty, valid UTF-8 and not "__metadata__" (else std::invalid_argument, before any I/O).
+/// the same directory, flushed (fsync), then renamed over `path`. The temporary file has no name
+/// until it is complete where the filesystem allows (O_TMPFILE), so a process killed mid-save
+/// leaves nothing behind. On any failure the temporary file is removed, a std::system_error naming
+/// the path and the errno text (e.g. "No space left on device") is thrown, and an existing file at
+/// `path` is left untouched. Names must be unique, non-empty, valid UTF-8 and not "__metadata__"
+/// (else std::invalid_argument, before any I/O).
 void save_safetensors(const std::filesystem::path& path, const NamedTensors& tensors,
                       const std::map<std::string, std::string>& metadata = {});
 

@@ -83,6 +83,24 @@ bool wait_ready(const Writer& w) {
   return line == "ready";
 }
 
+// The last line the writer printed before it died ("saving k" or "saved k").
+std::string last_line(const Writer& w) {
+  std::string all;
+  char buffer[4096];
+  for (ssize_t n; (n = ::read(w.out, buffer, sizeof buffer)) > 0;) all.append(buffer, n);
+  if (!all.empty() && all.back() == '\n') all.pop_back();
+  return all.substr(all.rfind('\n') + 1);  // npos + 1 == 0: the whole text
+}
+
+// Whether saves into `dir` write an unnamed temporary file (O_TMPFILE, linked through /proc).
+bool unnamed_temporaries(const fs::path& dir) {
+  if (::access("/proc/self/fd", X_OK) != 0) return false;
+  const int fd = ::open(dir.c_str(), O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600);
+  if (fd < 0) return false;
+  ::close(fd);
+  return true;
+}
+
 TEST(KillDuringSave, LeavesTheOldOrTheNewCompleteCheckpoint) {
   const fs::path dir = unique_dir("ag_faults_");
   fs::create_directories(dir);
@@ -106,8 +124,9 @@ TEST(KillDuringSave, LeavesTheOldOrTheNewCompleteCheckpoint) {
   // that some land inside the first save and most after one or more completed.
   std::mt19937 rng(20240611);
   std::uniform_int_distribution<int64_t> delay_us(0, std::max<int64_t>(30000, 3 * save_us));
+  const bool unnamed = unnamed_temporaries(dir);
   uint64_t last = 0;
-  int killed_mid_save = 0;
+  int killed_mid_save = 0, left_behind = 0;
   constexpr int kRounds = 25;
   for (int round = 0; round < kRounds; ++round) {
     SCOPED_TRACE("round " + std::to_string(round));
@@ -117,20 +136,28 @@ TEST(KillDuringSave, LeavesTheOldOrTheNewCompleteCheckpoint) {
     ::kill(writer.pid, SIGKILL);
     int status = 0;
     ::waitpid(writer.pid, &status, 0);
+    const std::string where = last_line(writer);
     ::close(writer.out);
     ASSERT_TRUE(ready) << "checkpoint_writer did not start";
     ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL)
         << "checkpoint_writer stopped on its own (status " << status << ")";
+    const bool mid_save = where.rfind("saving ", 0) == 0;
+    killed_mid_save += mid_save;
 
-    // A temporary file left behind means the kill landed inside a save.
-    bool temporary = false;
+    // Anything besides the checkpoint is the temporary file of the save the kill interrupted.
+    // An unnamed one gets its name only once it is complete, just before the rename: a kill while
+    // it is written leaves nothing. A named one (filesystems without O_TMPFILE) stays behind.
     for (const std::string& name : listing(dir)) {
       if (name == "model.safetensors") continue;
       EXPECT_EQ(name.rfind(".model.safetensors.", 0), 0u) << name;
-      temporary = true;
+      EXPECT_TRUE(mid_save) << name << " left behind by a kill after '" << where << "'";
+      if (unnamed) {
+        EXPECT_NO_THROW(nn::load_safetensors(dir / name))
+            << "a temporary file was left unfinished: " << name;
+      }
+      ++left_behind;
       fs::remove(dir / name);
     }
-    killed_mid_save += temporary;
 
     const nn::Safetensors file = nn::load_safetensors(path);  // throws if torn
     const uint64_t version = std::stoull(file.metadata.at("version"));
@@ -145,9 +172,10 @@ TEST(KillDuringSave, LeavesTheOldOrTheNewCompleteCheckpoint) {
   EXPECT_GT(last, 0u) << "no save ever completed";
   EXPECT_GT(killed_mid_save, 0) << "no kill landed inside a save: the test proved nothing";
   std::printf(
-      "%d of %d kills landed inside a save; %llu checkpoints completed (one save: %lld us)\n",
-      killed_mid_save, kRounds, static_cast<unsigned long long>(last),
-      static_cast<long long>(save_us));
+      "%d of %d kills landed inside a save, %d left a temporary file (%s); %llu checkpoints "
+      "completed (one save: %lld us)\n",
+      killed_mid_save, kRounds, left_behind, unnamed ? "unnamed, O_TMPFILE" : "named",
+      static_cast<unsigned long long>(last), static_cast<long long>(save_us));
 }
 
 // ---- a full disk ----

@@ -4,7 +4,8 @@
 //
 // saves checkpoints to PATH in a loop, for ever. Checkpoint k holds one float32 tensor "w" of N
 // values all equal to k and the metadata {"version": "k"}; k continues from the version already
-// in PATH. Prints "ready" once it has read PATH, so the test knows when to start its clock.
+// in PATH. Prints "ready" once it has read PATH, so the test knows when to start its clock, and
+// "saving k" / "saved k" around each save, so that it can tell where a kill landed.
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
@@ -26,8 +27,12 @@ int main(int argc, char** argv) {
     std::fflush(stdout);
     for (;;) {
       ++version;
-      nn::save_safetensors(path, {{"w", ag::full({n}, static_cast<double>(version))}},
-                           {{"version", std::to_string(version)}});
+      const ag::Tensor w = ag::full({n}, static_cast<double>(version));
+      std::printf("saving %llu\n", static_cast<unsigned long long>(version));
+      std::fflush(stdout);
+      nn::save_safetensors(path, {{"w", w}}, {{"version", std::to_string(version)}});
+      std::printf("saved %llu\n", static_cast<unsigned long long>(version));
+      std::fflush(stdout);
     }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "checkpoint_writer: %s\n", e.what());
