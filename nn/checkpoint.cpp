@@ -67,6 +67,8 @@ class Fd {
   Fd(const Fd&) = delete;
   Fd& operator=(const Fd&) = delete;
   int get() const { return fd_; }
+  /// Gives up ownership: the caller closes the descriptor.
+  int release() { return std::exchange(fd_, -1); }
   /// Closes now; returns 0 or the errno (close can be the first to report a full disk).
   int close() {
     if (fd_ < 0) return 0;
@@ -100,33 +102,26 @@ int write_all(int fd, std::span<const std::byte> bytes) {
 /// killed in the middle of a save (SIGKILL, or Ctrl-C without a handler) leaves nothing behind.
 /// commit() links it under a temporary name and renames that onto `target`; only a kill between
 /// those two calls leaves a (complete) temporary file. Elsewhere (filesystems without O_TMPFILE,
-/// no /proc to link it through) the file is named from the start, as `.<target>.<pid>-<n>.tmp`.
+/// no /proc to link it through) the file is named from the start, as `.<target>.<pid>-<n>.tmp`;
+/// so it is from then on in a process where a security policy refused the link (the first such
+/// save copies its unnamed file into a named one).
 class TempFile {
  public:
   TempFile(const fs::path& target, const char* op)
       : target_(target),
         dir_(target.has_parent_path() ? target.parent_path() : fs::path(".")),
         op_(op) {
-    if (::access("/proc/self/fd", X_OK) == 0) {
-      const int fd = ::open(dir_.c_str(), O_TMPFILE | O_WRONLY | O_CLOEXEC, 0666);
+#ifdef O_TMPFILE
+    if (!link_refused.load(std::memory_order_relaxed) &&
+        ::faccessat(AT_FDCWD, "/proc/self/fd", X_OK, AT_EACCESS) == 0) {
+      const int fd = ::open(dir_.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0666);
       if (fd >= 0) {
         fd_.emplace(fd);
         return;
       }
     }
-    for (int attempt = 0;; ++attempt) {
-      path_ = next_name();
-      // 0666 before the umask, like any newly created file (mkstemp would force 0600).
-      const int fd = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-      if (fd >= 0) {
-        fd_.emplace(fd);
-        return;
-      }
-      const int err = errno;
-      if (err != EEXIST || attempt >= 100)
-        throw_errno(err, fmt::format("{}: cannot create the temporary file '{}' for '{}'", op,
-                                     path_.string(), target.string()));
-    }
+#endif
+    fd_.emplace(create_named());
   }
   ~TempFile() {
     if (!committed_) {
@@ -159,10 +154,28 @@ class TempFile {
   }
 
  private:
+  static inline std::atomic<bool> link_refused{false};
+
   fs::path next_name() const {
     static std::atomic<uint64_t> counter{0};
     return dir_ / fmt::format(".{}.{}-{}.tmp", target_.filename().string(), ::getpid(),
                               counter.fetch_add(1));
+  }
+
+  /// Creates the file `.<target>.<pid>-<n>.tmp` (sets path_) and returns its descriptor.
+  int create_named() {
+    for (int attempt = 0;; ++attempt) {
+      path_ = next_name();
+      // 0666 before the umask, like any newly created file (mkstemp would force 0600).
+      const int fd = ::open(path_.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+      if (fd >= 0) return fd;
+      const int err = errno;
+      if (err != EEXIST || attempt >= 100) {
+        const fs::path tried = std::exchange(path_, {});  // nothing to remove
+        throw_errno(err, fmt::format("{}: cannot create the temporary file '{}' for '{}'", op_,
+                                     tried.string(), target_.string()));
+      }
+    }
   }
 
   /// Gives the unnamed file a temporary name (linkat through /proc: AT_EMPTY_PATH would need
@@ -175,8 +188,31 @@ class TempFile {
         path_ = std::move(name);
         return;
       }
-      if (errno != EEXIST || attempt >= 100) fail(errno, "name the temporary file for");
+      const int err = errno;
+      if (err == EEXIST && attempt < 100) continue;
+      if (err == EEXIST || err == ENOSPC || err == EDQUOT || err == EIO || err == EROFS)
+        fail(err, "name the temporary file for");
+      // Refused (a security policy may deny link(2) alone, /proc may be a stand-in): copy.
+      link_refused.store(true, std::memory_order_relaxed);
+      copy_into_named();
+      return;
     }
+  }
+
+  /// Copies the unnamed file into a new named one, which replaces it.
+  void copy_into_named() {
+    const Fd unnamed(fd_->release());
+    fd_.emplace(create_named());
+    std::vector<std::byte> buffer(std::size_t{1} << 20);
+    for (off_t offset = 0;;) {
+      const ssize_t n = ::pread(unnamed.get(), buffer.data(), buffer.size(), offset);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) fail(errno, "copy the unnamed temporary file for");
+      if (n == 0) break;
+      write(std::span(buffer.data(), static_cast<std::size_t>(n)));
+      offset += n;
+    }
+    if (::fsync(fd_->get()) != 0) fail(errno, "flush (fsync)");
   }
 
   [[noreturn]] void fail(int err, const char* step) const {

@@ -4,7 +4,9 @@
 // size limit, RLIMIT_FSIZE, is in test_checkpoint.cpp: FailedWriteKeepsTheOriginal...)
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sched.h>
 #include <sys/mount.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -16,6 +18,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iterator>
 #include <random>
 #include <set>
@@ -226,6 +229,103 @@ TEST_F(FullDisk, SaveThatDoesNotFitNamesTheFileAndKeepsTheOldOne) {
   // The space the failed save took is free again.
   nn::save_safetensors(path, {{"w", ag::full({256}, 2.0)}});
   EXPECT_EQ(nn::load_safetensors(path).at("w").to_vector()[0], 2.0);
+}
+
+// ---- where the temporary file cannot be unnamed ----
+
+// Runs `body` in a child process with a mount namespace of its own, where /proc is an empty tmpfs:
+// with `fd_dir`, /proc/self/fd exists there but links nothing, as when a security policy refuses
+// the link (the save writes an unnamed file and must copy it into a named one); without, the save
+// names its temporary file from the start. Returns the child's exit code: 0 when `body` passed,
+// else `body`'s code (its message on stderr); -1 where no namespace can be made (not root).
+// `body` keeps its tensors small (below the element-wise split): the child has a copy of the
+// parent's thread pool but none of its threads.
+int without_proc(bool fd_dir, const std::function<int()>& body) {
+  const pid_t pid = ::fork();
+  if (pid < 0) return -2;
+  if (pid == 0) {
+    std::error_code ec;
+    if (::unshare(CLONE_NEWNS) != 0 ||
+        ::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0 ||
+        ::mount("tmpfs", "/proc", "tmpfs", 0, "size=64k") != 0 ||
+        (fd_dir && !fs::create_directories("/proc/self/fd", ec)))
+      ::_exit(100);
+    ::_exit(body());
+  }
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  if (!WIFEXITED(status)) return -3;
+  return WEXITSTATUS(status) == 100 ? -1 : WEXITSTATUS(status);
+}
+
+// In a child: exits with `code` and says why when `ok` is false.
+int check(bool ok, int code, const std::string& what) {
+  if (!ok) std::fprintf(stderr, "%s\n", what.c_str());
+  return ok ? 0 : code;
+}
+
+class NoUnnamedTemporaries : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = unique_dir("ag_named_tmp_");
+    fs::create_directories(dir_);
+  }
+  void TearDown() override {
+    std::error_code ignored;
+    fs::remove_all(dir_, ignored);
+  }
+  fs::path dir_;
+};
+
+TEST_F(NoUnnamedTemporaries, SavesWhenTheLinkIsRefused) {
+  const fs::path path = dir_ / "model.safetensors";
+  const fs::path dir = dir_;
+  const int code = without_proc(/*fd_dir=*/true, [&] {
+    for (int version = 1; version <= 2; ++version) {  // the second save is named from the start
+      try {
+        nn::save_safetensors(path, {{"w", ag::full({1000}, version)}});
+        const std::vector<double> w = nn::load_safetensors(path).at("w").to_vector();
+        if (int c = check(w.size() == 1000 && w[0] == version && w[999] == version, 10 + version,
+                          "wrong contents after save " + std::to_string(version)))
+          return c;
+        if (int c = check(listing(dir) == std::set<std::string>{"model.safetensors"}, 20 + version,
+                          "a temporary file is left after save " + std::to_string(version)))
+          return c;
+      } catch (const std::exception& e) {
+        return check(false, 30 + version, e.what());
+      }
+    }
+    return 0;
+  });
+  if (code == -1) GTEST_SKIP() << "cannot make a mount namespace: run as root to test this";
+  EXPECT_EQ(code, 0) << "see the child's message above";
+}
+
+TEST_F(NoUnnamedTemporaries, FailedWriteKeepsTheOriginalAndRemovesTheNamedTemporaryFile) {
+  const fs::path path = dir_ / "model.safetensors";
+  const fs::path dir = dir_;
+  nn::save_safetensors(path, {{"w", ag::ones({256})}});
+  const std::string original = read_bytes(path);
+  const int code = without_proc(/*fd_dir=*/false, [&] {
+    std::signal(SIGXFSZ, SIG_IGN);
+    const rlimit small{16 * 1024, 16 * 1024};
+    if (::setrlimit(RLIMIT_FSIZE, &small) != 0) return check(false, 10, "setrlimit");
+    try {
+      nn::save_safetensors(path, {{"w", ag::ones({8000})}});  // 32 KB with a 16 KB limit
+      return check(false, 11, "the save did not fail");
+    } catch (const std::system_error& e) {
+      const std::string what = e.what();
+      if (int c = check(e.code().value() == EFBIG, 12, what)) return c;
+      if (int c = check(what.find(".model.safetensors.") != std::string::npos, 13,
+                        "the message names no temporary file: " + what))
+        return c;
+    }
+    if (int c = check(read_bytes(path) == original, 14, "the original changed")) return c;
+    return check(listing(dir) == std::set<std::string>{"model.safetensors"}, 15,
+                 "the temporary file is left");
+  });
+  if (code == -1) GTEST_SKIP() << "cannot make a mount namespace: run as root to test this";
+  EXPECT_EQ(code, 0) << "see the child's message above";
 }
 
 #ifdef TWO_LAYER_NET_BIN
