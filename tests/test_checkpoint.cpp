@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -546,6 +547,22 @@ TEST_F(Checkpoint, SaveReplacesAnExistingFileAndLeavesNoTemporaryFile) {
   nn::save_safetensors(file("c.safetensors"), {{"w", ag::ones({2})}});
   EXPECT_EQ(listing(), std::set<std::string>{"c.safetensors"});
   EXPECT_TRUE(bit_identical(nn::load_safetensors(file("c.safetensors")).at("w"), ag::ones({2})));
+}
+
+// The saved file gets the permissions of any new file, 0666 less the umask, however its
+// temporary file was made (an unnamed O_TMPFILE one here, where the filesystem has it).
+TEST_F(Checkpoint, SavedFileHasTheUsualPermissions) {
+  for (const mode_t mask : {mode_t{022}, mode_t{077}, mode_t{002}}) {
+    const mode_t saved_mask = ::umask(mask);
+    nn::save_safetensors(file("c.safetensors"), {{"w", ag::ones({2})}});
+    nn::write_file_atomically(file("c.txt"), "text");
+    ::umask(saved_mask);
+    struct stat st {};
+    ASSERT_EQ(::stat(file("c.safetensors").c_str(), &st), 0);
+    EXPECT_EQ(st.st_mode & 0777, 0666 & ~mask) << "umask " << std::oct << mask;
+    ASSERT_EQ(::stat(file("c.txt").c_str(), &st), 0);
+    EXPECT_EQ(st.st_mode & 0777, 0666 & ~mask) << "umask " << std::oct << mask;
+  }
 }
 
 TEST_F(Checkpoint, SaveIntoAMissingDirectoryThrowsNamingPathAndError) {
