@@ -102,9 +102,9 @@ int write_all(int fd, std::span<const std::byte> bytes) {
 /// killed in the middle of a save (SIGKILL, or Ctrl-C without a handler) leaves nothing behind.
 /// commit() links it under a temporary name and renames that onto `target`; only a kill between
 /// those two calls leaves a (complete) temporary file. Elsewhere (filesystems without O_TMPFILE,
-/// no /proc to link it through) the file is named from the start, as `.<target>.<pid>-<n>.tmp`;
-/// so it is from then on in a process where a security policy refused the link (the first such
-/// save copies its unnamed file into a named one).
+/// no /proc to link it through) the file is named from the start, as `.<target>.<pid>-<n>.tmp`.
+/// Once a security policy has refused the link, the save at hand copies its unnamed file into a
+/// named one, and the process's later saves name theirs from the start.
 class TempFile {
  public:
   TempFile(const fs::path& target, const char* op)
@@ -167,7 +167,7 @@ class TempFile {
     for (int attempt = 0;; ++attempt) {
       path_ = next_name();
       // 0666 before the umask, like any newly created file (mkstemp would force 0600).
-      const int fd = ::open(path_.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+      const int fd = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
       if (fd >= 0) return fd;
       const int err = errno;
       if (err != EEXIST || attempt >= 100) {
