@@ -1,6 +1,7 @@
 // Faults from outside the program: a process killed (SIGKILL) while it saves a checkpoint leaves
 // the old or the new complete file, never a torn one; a full disk (a 64 KB tmpfs) gives an error
-// naming the file and "No space left on device", and the file already there survives. (A file
+// naming the file and "No space left on device", and the file already there survives; without a
+// usable /proc (no unnamed temporary file) saves still work and leave nothing behind. (A file
 // size limit, RLIMIT_FSIZE, is in test_checkpoint.cpp: FailedWriteKeepsTheOriginal...)
 #include <fcntl.h>
 #include <gtest/gtest.h>
@@ -97,7 +98,7 @@ std::string last_line(const Writer& w) {
 
 // Whether saves into `dir` write an unnamed temporary file (O_TMPFILE, linked through /proc).
 bool unnamed_temporaries(const fs::path& dir) {
-  if (::access("/proc/self/fd", X_OK) != 0) return false;
+  if (::faccessat(AT_FDCWD, "/proc/self/fd", X_OK, AT_EACCESS) != 0) return false;
   const int fd = ::open(dir.c_str(), O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600);
   if (fd < 0) return false;
   ::close(fd);
@@ -279,7 +280,6 @@ class NoUnnamedTemporaries : public ::testing::Test {
 
 TEST_F(NoUnnamedTemporaries, SavesWhenTheLinkIsRefused) {
   const fs::path path = dir_ / "model.safetensors";
-  const fs::path dir = dir_;
   const int code = without_proc(/*fd_dir=*/true, [&] {
     for (int version = 1; version <= 2; ++version) {  // the second save is named from the start
       try {
@@ -288,7 +288,7 @@ TEST_F(NoUnnamedTemporaries, SavesWhenTheLinkIsRefused) {
         if (int c = check(w.size() == 1000 && w[0] == version && w[999] == version, 10 + version,
                           "wrong contents after save " + std::to_string(version)))
           return c;
-        if (int c = check(listing(dir) == std::set<std::string>{"model.safetensors"}, 20 + version,
+        if (int c = check(listing(dir_) == std::set<std::string>{"model.safetensors"}, 20 + version,
                           "a temporary file is left after save " + std::to_string(version)))
           return c;
       } catch (const std::exception& e) {
@@ -303,7 +303,6 @@ TEST_F(NoUnnamedTemporaries, SavesWhenTheLinkIsRefused) {
 
 TEST_F(NoUnnamedTemporaries, FailedWriteKeepsTheOriginalAndRemovesTheNamedTemporaryFile) {
   const fs::path path = dir_ / "model.safetensors";
-  const fs::path dir = dir_;
   nn::save_safetensors(path, {{"w", ag::ones({256})}});
   const std::string original = read_bytes(path);
   const int code = without_proc(/*fd_dir=*/false, [&] {
@@ -321,7 +320,7 @@ TEST_F(NoUnnamedTemporaries, FailedWriteKeepsTheOriginalAndRemovesTheNamedTempor
         return c;
     }
     if (int c = check(read_bytes(path) == original, 14, "the original changed")) return c;
-    return check(listing(dir) == std::set<std::string>{"model.safetensors"}, 15,
+    return check(listing(dir_) == std::set<std::string>{"model.safetensors"}, 15,
                  "the temporary file is left");
   });
   if (code == -1) GTEST_SKIP() << "cannot make a mount namespace: run as root to test this";
