@@ -1,14 +1,17 @@
 // The one place that talks to CBLAS. Row-major GEMM with transposes passed as flags, large
-// products split across the threads (threads.cpp).
+// products split across the threads (threads.cpp). One shape in double precision goes to a
+// kernel of our own instead (dgemm_tn.h).
 #include <cblas.h>
 
 #include <algorithm>
 #include <limits>
 #include <memory>
 #include <new>
+#include <type_traits>
 #include <vector>
 
 #include "autograd/allocator.h"
+#include "autograd/detail/dgemm_tn.h"
 #include "autograd/detail/dispatch.h"
 #include "autograd/detail/parallel.h"
 #include "autograd/threads.h"
@@ -57,8 +60,15 @@ void gemm_impl(Gemm cblas_gemm, bool trans_a, bool trans_b, int64_t M, int64_t N
   const int64_t lda = trans_a ? M : K;  // A is stored [M, K], or [K, M] when transposed
   const int64_t ldb = trans_b ? K : N;  // B is stored [K, N], or [N, K] when transposed
   // out[m0:m1, n0:n1] = alpha * op(A)[m0:m1, k0:k1] · op(B)[k0:k1, n0:n1] + b * out[m0:m1, n0:n1]
+  // Aᵀ·B with C tall and the sum short (cifar's Xᵀ·dH), in double: dgemm_tn was faster than
+  // OpenBLAS there. Chosen for the whole product, so every part takes the same code.
+  const bool own_tn = std::is_same_v<T, double> && trans_a && !trans_b && dgemm_tn_pays(M, N, K);
   auto part = [&](int64_t m0, int64_t m1, int64_t n0, int64_t n1, int64_t k0, int64_t k1, T b,
                   T* out) {
+    if constexpr (std::is_same_v<T, double>)
+      if (own_tn && dgemm_tn(m1 - m0, n1 - n0, k1 - k0, alpha, A + k0 * lda + m0, lda,
+                             B + k0 * ldb + n0, ldb, b, out + m0 * N + n0, N))
+        return;  // else it could not run, and C is untouched
     cblas_gemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
                trans_b ? CblasTrans : CblasNoTrans, static_cast<int>(m1 - m0),
                static_cast<int>(n1 - n0), static_cast<int>(k1 - k0), alpha,
