@@ -79,12 +79,12 @@ void gemm_impl(Gemm cblas_gemm, bool trans_a, bool trans_b, int64_t M, int64_t N
   auto block = [&](int64_t m0, int64_t m1, int64_t n0, int64_t n1) {  // all of K, into C
     part(m0, m1, n0, n1, 0, K, beta, C);
   };
-  // A large product is split across the threads, each part one single-threaded BLAS call on
-  // views of the same arrays: by rows of C when it has at least as many rows as columns (each
-  // part then packs all of B, the smaller operand), else by columns (each part packs all of A).
-  // Two exceptions: a long sum is cut along K (below), and a short one (K <= kShortK) is split by
-  // rows whatever C's shape when there are rows enough for two parts: both operands are then
-  // cheap to pack, and each part writes whole rows, as the element-wise ops that read C next
+  // A large product is split across the threads, each part one single-threaded BLAS call (or
+  // dgemm_tn) on views of the same arrays: by rows of C when it has at least as many rows as
+  // columns (each part then packs all of B, the smaller operand), else by columns (each part packs
+  // all of A). Two exceptions: a long sum is cut along K (below), and a short one (K <= kShortK) is
+  // split by rows whatever C's shape when there are rows enough for two parts: both operands are
+  // then cheap to pack, and each part writes whole rows, as the element-wise ops that read C next
   // split it.
   const double macs = double(M) * double(N) * double(K);
   const auto grain = [&](double part_macs, int64_t extent) {  // at least part_macs per part

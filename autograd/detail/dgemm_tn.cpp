@@ -1,12 +1,13 @@
 // C = alpha · Aᵀ·B + beta · C in double precision, A stored [K, M] (see dgemm_tn.h).
 //
-// B is copied once into panels of 8 columns, k-major and zero-padded; A in blocks of 96 rows of
-// C, each into panels of 6 rows, k-major. The kernel holds a 6×8 tile of C in twelve AVX2
-// registers: per k it loads the 8 values of B's panel, broadcasts 6 of A's and does 12 fused
-// multiply-adds. One A panel (6·K values) stays in L1 while the kernel walks all of B's panels,
-// which stay in L2. A[k, i0 .. i0+6) is contiguous already, but A's rows are lda apart (24 KiB in
-// cifar, a multiple of 4 KiB), so read in place a panel's K cache lines would all fall into one
-// L1 set of 8 lines and evict each other; so read, the kernel was slower than OpenBLAS.
+// Each call (each thread's part of C) copies B into panels of 8 columns, k-major and
+// zero-padded, and A in blocks of 96 rows of C, each into panels of 6 rows, k-major. The kernel
+// holds a 6×8 tile of C in twelve AVX2 registers: per k it loads the 8 values of B's panel,
+// broadcasts 6 of A's and does 12 fused multiply-adds. One A panel (6·K values) stays in L1 while
+// the kernel walks all of B's panels, which stay in L2. A[k, i0 .. i0+6) is contiguous already,
+// but A's rows are lda apart (24 KiB in cifar, a multiple of 4 KiB): read in place, a panel's K
+// cache lines would all map to one 8-way L1 set and evict each other, and the kernel was then
+// slower than OpenBLAS.
 #include "autograd/detail/dgemm_tn.h"
 
 #include <algorithm>
@@ -28,14 +29,17 @@ namespace {
 constexpr int64_t kRows = 6;    // rows of C per tile (broadcast from A)
 constexpr int64_t kCols = 8;    // columns of C per tile (two vectors of B)
 constexpr int64_t kBlock = 96;  // rows of C per packed block of A
-// dgemm_tn_pays, from measurements of one thread's half of C (docs/performance.md): faster than
-// OpenBLAS for C of 3072 to 4096 rows, 32 to 128 columns and sums of 64 to 400; as fast at 2048
-// rows, slower at 1000 and on fashion's 784×512 (K = 128). Longer sums would need blocking along
-// K (a panel of each operand, 6·K and 8·K values, fills L1 at about K = 300).
-constexpr int64_t kMinM = 2048, kMinN = 16, kMaxN = 128, kMaxK = 512;
+// dgemm_tn_pays: the shapes measured faster than OpenBLAS, one thread's half of C, on this
+// project's Zen 4 against OpenBLAS 0.3.21's Cooperlake kernels (docs/performance.md): C of 2048
+// to 4096 rows, 32 to 128 columns, sums of 64 to 400. Slower: 1000 rows (by 12%), fashion's
+// 784×512 with K = 128 (by 19%). Not measured on other processors.
+constexpr int64_t kMinM = 2048, kMinN = 32, kMaxN = 128, kMinK = 64, kMaxK = 400;
 
 bool has_avx2_fma() {
-  static const bool yes = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  static const bool yes = [] {
+    __builtin_cpu_init();  // in case the first product runs before libgcc's own constructor
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  }();
   return yes;
 }
 
@@ -142,7 +146,7 @@ AG_AVX2_FMA void product(int64_t M, int64_t N, int64_t K, double alpha, const do
 }  // namespace
 
 bool dgemm_tn_pays(int64_t M, int64_t N, int64_t K) {
-  return M >= kMinM && N >= kMinN && N <= kMaxN && K <= kMaxK && has_avx2_fma();
+  return M >= kMinM && N >= kMinN && N <= kMaxN && K >= kMinK && K <= kMaxK && has_avx2_fma();
 }
 
 bool dgemm_tn(int64_t M, int64_t N, int64_t K, double alpha, const double* A, int64_t lda,
