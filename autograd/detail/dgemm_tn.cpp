@@ -45,10 +45,8 @@ bool has_avx2_fma() {
 
 // C[0:R, 0:n] = alpha · tile + beta · C, the tile being Σ_k a[k·kRows + r] · b[k·kCols + j].
 template <int R>
-AG_AVX2_FMA inline __attribute__((always_inline)) void tile(int64_t K, const double* a,
-                                                            const double* b, double alpha,
-                                                            double beta, double* C, int64_t ldc,
-                                                            int64_t n) {
+AG_AVX2_FMA void tile(int64_t K, const double* a, const double* b, double alpha, double beta,
+                      double* C, int64_t ldc, int64_t n) {
   __m256d acc[R][2];
 #pragma GCC unroll 6
   for (int r = 0; r < R; ++r) {
@@ -86,6 +84,11 @@ AG_AVX2_FMA inline __attribute__((always_inline)) void tile(int64_t K, const dou
   }
 }
 
+// tile<R> for a panel of R rows of C: kRows, or fewer in the last panel.
+using Tile = void (*)(int64_t, const double*, const double*, double, double, double*, int64_t,
+                      int64_t);
+constexpr Tile kTiles[kRows] = {tile<1>, tile<2>, tile<3>, tile<4>, tile<5>, tile<6>};
+
 AG_AVX2_FMA void product(int64_t M, int64_t N, int64_t K, double alpha, const double* A,
                          int64_t lda, const double* B, int64_t ldb, double beta, double* C,
                          int64_t ldc, double* a_pack, double* b_pack) {
@@ -118,26 +121,7 @@ AG_AVX2_FMA void product(int64_t M, int64_t N, int64_t K, double alpha, const do
         const int64_t j0 = q * kCols, n = std::min(kCols, N - j0);
         const double* b = b_pack + q * K * kCols;
         double* c = C + i0 * ldc + j0;
-        switch (std::min(kRows, M - i0)) {
-          case 6:
-            tile<6>(K, a, b, alpha, beta, c, ldc, n);
-            break;
-          case 5:
-            tile<5>(K, a, b, alpha, beta, c, ldc, n);
-            break;
-          case 4:
-            tile<4>(K, a, b, alpha, beta, c, ldc, n);
-            break;
-          case 3:
-            tile<3>(K, a, b, alpha, beta, c, ldc, n);
-            break;
-          case 2:
-            tile<2>(K, a, b, alpha, beta, c, ldc, n);
-            break;
-          default:
-            tile<1>(K, a, b, alpha, beta, c, ldc, n);
-            break;
-        }
+        kTiles[std::min(kRows, M - i0) - 1](K, a, b, alpha, beta, c, ldc, n);
       }
     }
   }
