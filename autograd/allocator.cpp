@@ -148,6 +148,14 @@ void* allocate(std::size_t bytes) {
   return block;
 }
 
+Scratch try_allocate(std::size_t bytes) {
+  try {
+    return Scratch(allocate(bytes), Deallocate{bytes});
+  } catch (const std::bad_alloc&) {
+    return Scratch(nullptr, Deallocate{bytes});
+  }
+}
+
 void deallocate(void* block, std::size_t bytes) noexcept {
   if (!block) return;
   const std::size_t size = rounded(bytes);

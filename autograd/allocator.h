@@ -36,6 +36,11 @@ struct Deallocate {
   std::size_t bytes = 0;
   void operator()(void* block) const noexcept { deallocate(block, bytes); }
 };
+/// A block from allocate(bytes) that gives itself back, or none when there is no memory for it:
+/// the caller then does without. (For the products' scratch space: a throw from a product in a
+/// backward could leave a gradient half-written, see Node::backward.)
+using Scratch = std::unique_ptr<void, Deallocate>;
+Scratch try_allocate(std::size_t bytes);
 
 /// A small object's memory (16-byte aligned), from this thread's free list for its size.
 void* allocate_small(std::size_t bytes);

@@ -5,8 +5,6 @@
 
 #include <algorithm>
 #include <limits>
-#include <memory>
-#include <new>
 #include <type_traits>
 #include <vector>
 
@@ -32,19 +30,6 @@ constexpr int64_t kScratchElements = 1 << 14;
 // with K at most kShortK by rows whatever C's shape (below).
 constexpr int64_t kSplitKFactor = 4;
 constexpr int64_t kShortK = 32;
-
-using Scratch = std::unique_ptr<void, Deallocate>;
-
-// A block from the storage cache, or none when there is no memory for it: the caller then does
-// without. (A throw from a product in a backward could leave a gradient half-written, see
-// Node::backward.)
-Scratch try_allocate(std::size_t bytes) {
-  try {
-    return Scratch(allocate(bytes), Deallocate{bytes});
-  } catch (const std::bad_alloc&) {
-    return Scratch(nullptr, Deallocate{bytes});
-  }
-}
 
 template <class T, class Gemm>
 void gemm_impl(Gemm cblas_gemm, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,

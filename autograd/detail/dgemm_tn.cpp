@@ -11,7 +11,6 @@
 #include "autograd/detail/dgemm_tn.h"
 
 #include <algorithm>
-#include <new>
 
 #include "autograd/allocator.h"
 
@@ -139,14 +138,10 @@ bool dgemm_tn(int64_t M, int64_t N, int64_t K, double alpha, const double* A, in
   if (M <= 0 || N <= 0) return true;
   const int64_t b_values = K * ((N + kCols - 1) / kCols) * kCols, a_values = K * kBlock;
   const auto bytes = static_cast<std::size_t>(a_values + b_values) * sizeof(double);
-  double* pack = nullptr;  // none for K = 0: then C = beta · C
-  try {
-    if (bytes > 0) pack = static_cast<double*>(allocate(bytes));
-  } catch (const std::bad_alloc&) {
-    return false;
-  }
-  product(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, pack, pack + a_values);
-  if (pack) deallocate(pack, bytes);
+  Scratch pack;  // none for K = 0: then C = beta · C
+  if (bytes > 0 && !(pack = try_allocate(bytes))) return false;
+  double* packed = static_cast<double*>(pack.get());
+  product(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, packed, packed + a_values);
   return true;
 }
 
