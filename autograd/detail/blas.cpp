@@ -1,9 +1,10 @@
 // The one place that talks to CBLAS. Row-major GEMM with transposes passed as flags, large
 // products split across the threads (threads.cpp). One shape in double precision goes to a
-// kernel of our own instead (dgemm_tn.h).
+// kernel of our own instead (dgemm_tn.h) where OpenBLAS runs its AVX-512 kernels.
 #include <cblas.h>
 
 #include <algorithm>
+#include <cstring>
 #include <limits>
 #include <type_traits>
 #include <vector>
@@ -13,6 +14,10 @@
 #include "autograd/detail/dispatch.h"
 #include "autograd/detail/parallel.h"
 #include "autograd/threads.h"
+
+extern "C" {
+char* openblas_get_corename(void) __attribute__((weak));  // OpenBLAS only (see threads.cpp)
+}
 
 namespace ag {
 namespace detail {
@@ -119,6 +124,17 @@ void gemm_impl(Gemm cblas_gemm, bool trans_a, bool trans_b, int64_t M, int64_t N
 }
 
 }  // namespace
+
+bool blas_runs_avx512_kernels() {
+  static const bool yes = [] {
+    const char* core = openblas_get_corename ? openblas_get_corename() : nullptr;
+    if (core == nullptr) return false;
+    for (const char* name : {"SkylakeX", "Cooperlake", "SapphireRapids"})
+      if (std::strcmp(core, name) == 0) return true;
+    return false;
+  }();
+  return yes;
+}
 
 void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
           const float* B, float beta, float* C) {

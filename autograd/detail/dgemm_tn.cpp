@@ -13,6 +13,7 @@
 #include <algorithm>
 
 #include "autograd/allocator.h"
+#include "autograd/detail/dispatch.h"
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <immintrin.h>
@@ -31,7 +32,8 @@ constexpr int64_t kBlock = 96;  // rows of C per packed block of A
 // dgemm_tn_pays: the shapes measured faster than OpenBLAS, one thread's half of C, on this
 // project's Zen 4 against OpenBLAS 0.3.21's Cooperlake kernels (docs/performance.md): C of 2048
 // to 4096 rows, 32 to 128 columns, sums of 64 to 400. Slower: 1000 rows (by 12%), fashion's
-// 784×512 with K = 128 (by 19%). Not measured on other processors.
+// 784×512 with K = 128 (by 19%). Against its Zen (Haswell) kernels on a Zen 3 it is slower on
+// cifar's shape too (by 5-24%), so it is taken only where OpenBLAS runs its AVX-512 kernels.
 constexpr int64_t kMinM = 2048, kMinN = 32, kMaxN = 128, kMinK = 64, kMaxK = 400;
 
 bool has_avx2_fma() {
@@ -129,7 +131,8 @@ AG_AVX2_FMA void product(int64_t M, int64_t N, int64_t K, double alpha, const do
 }  // namespace
 
 bool dgemm_tn_pays(int64_t M, int64_t N, int64_t K) {
-  return M >= kMinM && N >= kMinN && N <= kMaxN && K >= kMinK && K <= kMaxK && has_avx2_fma();
+  return M >= kMinM && N >= kMinN && N <= kMaxN && K >= kMinK && K <= kMaxK && has_avx2_fma() &&
+         blas_runs_avx512_kernels();
 }
 
 bool dgemm_tn(int64_t M, int64_t N, int64_t K, double alpha, const double* A, int64_t lda,
