@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <random>
 #include <string>
@@ -160,22 +161,30 @@ TEST(Parallel, LongSumSplitGivesTheSameBitsOnOneTwoAndThreeThreads) {
       return C;
     };
     const std::vector<T> one = product(1);
-    // Right, against a sum in double: A is [M, K] or [K, M], B [K, N] or [N, K].
+    // Right, against a sum in long double: A is [M, K] or [K, M], B [K, N] or [N, K].
     for (int64_t i = 0; i < M; ++i)
       for (int64_t j = 0; j < N; ++j) {
-        double want = static_cast<double>(beta) * static_cast<double>(C0[i * N + j]), size = 1;
+        const auto at = static_cast<std::size_t>(i * N + j);
+        long double want = static_cast<long double>(beta) * C0[at];
+        long double size = 1 + std::abs(want);
         for (int64_t k = 0; k < K; ++k) {
-          const double term = static_cast<double>(A[trans_a ? k * M + i : i * K + k]) *
-                              static_cast<double>(B[trans_b ? j * K + k : k * N + j]);
+          const long double term = static_cast<long double>(A[trans_a ? k * M + i : i * K + k]) *
+                                   B[trans_b ? j * K + k : k * N + j];
           want += term;
           size += std::abs(term);
         }
-        ASSERT_NEAR(one[i * N + j], want, 4 * std::numeric_limits<T>::epsilon() * size)
+        ASSERT_NEAR(one[at], static_cast<double>(want),
+                    4 * std::numeric_limits<T>::epsilon() * static_cast<double>(size))
             << "C[" << i << ", " << j << "], trans_a " << trans_a << ", trans_b " << trans_b;
       }
-    for (const int threads : {2, 3})
-      EXPECT_EQ(product(threads), one) << threads << " threads, trans_a " << trans_a << ", trans_b "
-                                       << trans_b << ", beta " << beta;
+    for (const int threads : {2, 3}) {
+      const std::vector<T> got = product(threads);
+      for (std::size_t i = 0; i < one.size(); ++i)
+        ASSERT_EQ(std::memcmp(&got[i], &one[i], sizeof(T)), 0)
+            << "C[" << i / N << ", " << i % N << "] on " << threads << " threads: " << got[i]
+            << " against " << one[i] << " on one (trans_a " << trans_a << ", trans_b " << trans_b
+            << ", beta " << beta << ")";
+    }
   };
   for (const bool trans_a : {false, true})
     for (const bool trans_b : {false, true})

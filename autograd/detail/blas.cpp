@@ -1,10 +1,11 @@
 // The one place that talks to CBLAS. Row-major GEMM with transposes passed as flags, large
 // products split across the threads (threads.cpp). One shape in double precision goes to a
-// kernel of our own instead (dgemm_tn.h) where OpenBLAS runs its AVX-512 kernels.
+// kernel of our own instead (dgemm_tn.h) on AMD processors where OpenBLAS runs its AVX-512
+// kernels.
 #include <cblas.h>
+#include <strings.h>
 
 #include <algorithm>
-#include <cstring>
 #include <limits>
 #include <type_traits>
 #include <vector>
@@ -130,7 +131,7 @@ bool blas_runs_avx512_kernels() {
     const char* core = openblas_get_corename ? openblas_get_corename() : nullptr;
     if (core == nullptr) return false;
     for (const char* name : {"SkylakeX", "Cooperlake", "SapphireRapids"})
-      if (std::strcmp(core, name) == 0) return true;
+      if (strcasecmp(core, name) == 0) return true;  // upper case from a one-CPU build
     return false;
   }();
   return yes;

@@ -32,14 +32,25 @@ constexpr int64_t kBlock = 96;  // rows of C per packed block of A
 // dgemm_tn_pays: the shapes measured faster than OpenBLAS, one thread's half of C, on this
 // project's Zen 4 against OpenBLAS 0.3.21's Cooperlake kernels (docs/performance.md): C of 2048
 // to 4096 rows, 32 to 128 columns, sums of 64 to 400. Slower: 1000 rows (by 12%), fashion's
-// 784×512 with K = 128 (by 19%). Against its Zen (Haswell) kernels on a Zen 3 it is slower on
-// cifar's shape too (by 5-24%), so it is taken only where OpenBLAS runs its AVX-512 kernels.
+// 784×512 with K = 128 (by 19%). Against its Zen (Haswell) kernels on a Zen 3 it was slower on
+// cifar's shape too (by 5-24%). So it is taken only on AMD processors where OpenBLAS runs its
+// AVX-512 kernels: not measured on Intel's AVX-512 processors, whose two 512-bit FMA units can
+// make OpenBLAS's kernels there twice as fast as this AVX2 one.
 constexpr int64_t kMinM = 2048, kMinN = 32, kMaxN = 128, kMinK = 64, kMaxK = 400;
 
 bool has_avx2_fma() {
   static const bool yes = [] {
     __builtin_cpu_init();  // in case the first product runs before libgcc's own constructor
     return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  }();
+  return yes;
+}
+
+// Where it was measured faster than OpenBLAS (above).
+bool amd_with_openblas_avx512() {
+  static const bool yes = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_is("amd") && blas_runs_avx512_kernels();
   }();
   return yes;
 }
@@ -132,7 +143,7 @@ AG_AVX2_FMA void product(int64_t M, int64_t N, int64_t K, double alpha, const do
 
 bool dgemm_tn_pays(int64_t M, int64_t N, int64_t K) {
   return M >= kMinM && N >= kMinN && N <= kMaxN && K >= kMinK && K <= kMaxK && has_avx2_fma() &&
-         blas_runs_avx512_kernels();
+         amd_with_openblas_avx512();
 }
 
 bool dgemm_tn(int64_t M, int64_t N, int64_t K, double alpha, const double* A, int64_t lda,

@@ -1,6 +1,6 @@
-// A double-precision product of our own for one shape OpenBLAS's AVX-512 kernels handle slowly:
-// C = Aᵀ·B with C tall and the sum short, as cifar's weight gradient Xᵀ·dH (3072×100, K = 200).
-// Used by blas.cpp for the shapes dgemm_tn_pays() accepts; not public API.
+// A double-precision product of our own for one shape OpenBLAS's AVX-512 kernels handle slowly
+// on a Zen 4: C = Aᵀ·B with C tall and the sum short, as cifar's weight gradient Xᵀ·dH (3072×100,
+// K = 200). Used by blas.cpp for the shapes dgemm_tn_pays() accepts; not public API.
 #pragma once
 
 #include <cstdint>
@@ -8,7 +8,7 @@
 namespace ag::detail {
 
 /// Whether gemm should take dgemm_tn for the whole product C[M, N] = Aᵀ·B (A stored [K, M]):
-/// where the machine has AVX2 and FMA and OpenBLAS runs its AVX-512 kernels
+/// on AMD processors with AVX2 and FMA where OpenBLAS runs its AVX-512 kernels
 /// (blas_runs_avx512_kernels), for the shapes where it measured faster than OpenBLAS
 /// (dgemm_tn.cpp, docs/performance.md). Depends on the shape only, never on a part of it, so the
 /// split over threads cannot change which code computes an element.

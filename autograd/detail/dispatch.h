@@ -38,8 +38,9 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, double al
 
 /// Whether the BLAS is OpenBLAS running its AVX-512 kernels (SkylakeX, Cooperlake,
 /// SapphireRapids), as on this project's first machine, a Zen 4; false on its Haswell and Zen
-/// kernels (as on a Zen 3) and for any other BLAS. dgemm_tn was measured faster than the first
-/// kind on cifar's weight gradient and slower than the second (docs/performance.md).
+/// kernels (as on a Zen 3) and for any other BLAS. On cifar's weight gradient in double, dgemm_tn
+/// was measured faster than the first kind on the Zen 4 and slower than the second on a Zen 3
+/// (docs/performance.md).
 bool blas_runs_avx512_kernels();
 
 }  // namespace ag::detail
