@@ -2,9 +2,8 @@
 // takes for tall, short-sum weight gradients such as cifar's Xᵀ·dH: right on edge shapes and
 // strides, C's neighbours untouched, the same bits whatever rows a thread is given; and ag::matmul
 // takes it where it pays (an AMD processor on which OpenBLAS runs its AVX-512 kernels), with the
-// same gradient on one and two threads.
-// On a machine without AVX2 and FMA the kernel's own tests are skipped and matmul's runs on
-// OpenBLAS.
+// same gradient on one and two threads. On a machine without AVX2 and FMA the kernel's own tests
+// are skipped; where it does not pay, matmul's runs on OpenBLAS.
 #include "autograd/detail/dgemm_tn.h"
 
 #include <gtest/gtest.h>
@@ -125,6 +124,8 @@ TEST(DgemmTn, MatmulsWeightGradientTakesItAndIsRightOnOneAndTwoThreads) {
   // kernel's own product (the second pass adds x to x, which is exact). Elsewhere matmul uses
   // OpenBLAS.
   const bool kernel = ag::detail::dgemm_tn_pays(d, h, n);
+  ASSERT_EQ(kernel, ag::detail::dgemm_tn_pays(3072, 100, 200))
+      << "the test's shape must take the kernel wherever cifar's Xᵀ·dH does";
   std::vector<double> direct(static_cast<std::size_t>(d * h));
   if (kernel) {
     ASSERT_TRUE(dgemm_tn(d, h, n, 1.0, av.data(), d, gv.data(), h, 0.0, direct.data(), h));
