@@ -46,15 +46,6 @@ bool has_avx2_fma() {
   return yes;
 }
 
-// Where it was measured faster than OpenBLAS (above).
-bool amd_with_openblas_avx512() {
-  static const bool yes = [] {
-    __builtin_cpu_init();
-    return __builtin_cpu_is("amd") && blas_runs_avx512_kernels();
-  }();
-  return yes;
-}
-
 // C[0:R, 0:n] = alpha · tile + beta · C, the tile being Σ_k a[k·kRows + r] · b[k·kCols + j].
 template <int R>
 AG_AVX2_FMA void tile(int64_t K, const double* a, const double* b, double alpha, double beta,
@@ -142,8 +133,10 @@ AG_AVX2_FMA void product(int64_t M, int64_t N, int64_t K, double alpha, const do
 }  // namespace
 
 bool dgemm_tn_pays(int64_t M, int64_t N, int64_t K) {
-  return M >= kMinM && N >= kMinN && N <= kMaxN && K >= kMinK && K <= kMaxK && has_avx2_fma() &&
-         amd_with_openblas_avx512();
+  // Where it was measured faster than OpenBLAS (above); has_avx2_fma() runs __builtin_cpu_init.
+  static const bool measured_faster =
+      has_avx2_fma() && __builtin_cpu_is("amd") && blas_runs_avx512_kernels();
+  return M >= kMinM && N >= kMinN && N <= kMaxN && K >= kMinK && K <= kMaxK && measured_faster;
 }
 
 bool dgemm_tn(int64_t M, int64_t N, int64_t K, double alpha, const double* A, int64_t lda,
