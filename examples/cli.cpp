@@ -65,16 +65,20 @@ std::variant<Config, int> parse_args(int argc, const char* const* argv, std::ost
   app.add_option("--dataset", c.dataset,
                  "fashion-mnist (default if installed), mnist, cifar10 or spiral")
       ->check(CLI::IsMember({"fashion-mnist", "mnist", "cifar10", "spiral"}));
-  app.add_option("--data-dir", c.data_dir,
-                 "Directory with the dataset's files (default: $FASHION_MNIST_DIR or " +
-                     std::string(kDefaultFashionDir) + ")");
+  const std::string fashion_default = "$FASHION_MNIST_DIR or " + std::string(kDefaultFashionDir);
+  app.add_option(
+      "--data-dir", c.data_dir,
+      "Directory with the dataset's files (default for fashion-mnist: " + fashion_default +
+          "; mnist: /usr/share/datasets/mnist; cifar10: data/cifar-10-batches-bin)");
   app.add_option("--hidden", c.hidden, "Hidden units")
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
   app.add_option("--epochs", c.epochs, "Passes over the training set")
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
   app.add_option("--batch-size", c.batch_size, "Examples per step")
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 24));
-  app.add_option("--optimizer", c.optimizer, "sgd (Nesterov momentum) or adam (default for images)")
+  app.add_option("--optimizer", c.optimizer,
+                 "sgd (Nesterov momentum) or adam (default: adam for fashion-mnist and mnist, sgd "
+                 "for cifar10 and spiral)")
       ->check(CLI::IsMember({"sgd", "adam"}));
   app.add_option("--lr", c.lr, "Learning rate")->check(finite_in(1e-9, 1e3));
   app.add_option("--lr-decay", c.lr_decay, "Learning rate factor per epoch")
