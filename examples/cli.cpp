@@ -65,11 +65,11 @@ std::variant<Config, int> parse_args(int argc, const char* const* argv, std::ost
   app.add_option("--dataset", c.dataset,
                  "fashion-mnist (default if installed), mnist, cifar10 or spiral")
       ->check(CLI::IsMember({"fashion-mnist", "mnist", "cifar10", "spiral"}));
-  const std::string fashion_default = "$FASHION_MNIST_DIR or " + std::string(kDefaultFashionDir);
-  app.add_option(
-      "--data-dir", c.data_dir,
-      "Directory with the dataset's files (default for fashion-mnist: " + fashion_default +
-          "; mnist: /usr/share/datasets/mnist; cifar10: data/cifar-10-batches-bin)");
+  app.add_option("--data-dir", c.data_dir,
+                 "Directory with the dataset's files (default for fashion-mnist: "
+                 "$FASHION_MNIST_DIR or " +
+                     std::string(kDefaultFashionDir) + "; mnist: " + kDefaultMnistDir +
+                     "; cifar10: " + kDefaultCifar10Dir + ")");
   app.add_option("--hidden", c.hidden, "Hidden units")
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
   app.add_option("--epochs", c.epochs, "Passes over the training set")

@@ -12,6 +12,9 @@ namespace two_layer_net {
 
 /// Where Debian's dataset-fashion-mnist package installs Fashion-MNIST.
 inline constexpr const char* kDefaultFashionDir = "/usr/share/datasets/fashion-mnist";
+/// --data-dir's default for MNIST and for CIFAR-10 (relative to the working directory).
+inline constexpr const char* kDefaultMnistDir = "/usr/share/datasets/mnist";
+inline constexpr const char* kDefaultCifar10Dir = "data/cifar-10-batches-bin";
 
 /// What the command line asked for. A 0 (-1 for val_size, momentum and reg; an empty string for
 /// dataset, optimizer and schedule) means "not given": run() fills in the dataset's default.

@@ -39,7 +39,9 @@ using Clock = std::chrono::steady_clock;
 namespace {
 
 using two_layer_net::Config;
+using two_layer_net::kDefaultCifar10Dir;
 using two_layer_net::kDefaultFashionDir;
+using two_layer_net::kDefaultMnistDir;
 
 // Tuned defaults per dataset; any flag given on the command line wins. Fashion-MNIST's reach
 // test accuracy 0.90 in 20 epochs (docs/results.md).
@@ -66,8 +68,8 @@ std::string data_dir_for(const Config& c) {
     if (const char* env = std::getenv("FASHION_MNIST_DIR"); env && *env) return env;
     return kDefaultFashionDir;
   }
-  if (c.dataset == "mnist") return "/usr/share/datasets/mnist";
-  return "data/cifar-10-batches-bin";
+  if (c.dataset == "mnist") return kDefaultMnistDir;
+  return kDefaultCifar10Dir;
 }
 
 // The training and test sets as stored: pixels scaled to [0, 1], not yet standardised.
